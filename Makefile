@@ -1,0 +1,30 @@
+# speechvq: `make test` and `make demo` work on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.speechvq-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo system-deps bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.11.0 torchaudio==2.11.0
+	$(PY) -m pip install -q -e '.[dev,metrics]'
+	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4
+	@touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+system-deps:
+	@tools/install_system_deps.sh espeak-ng:espeak-ng
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" recipes/vctk/run.sh --demo --out exp/demo
+
+clean:
+	rm -rf $(VENV) exp

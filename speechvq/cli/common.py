@@ -1,0 +1,38 @@
+"""Options shared by commands: --threads, --seed, --device, and checkpoint/speaker helpers."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+import torch
+
+from speechvq.errors import SpeechVQError
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    """Add --threads N, --seed N and (if `device`) --device cpu|cuda."""
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if device:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                            help="where the model runs (default: cuda when present, else cpu)")
+
+
+def setup_compute(args: argparse.Namespace) -> torch.device:
+    """Apply --threads and --seed; return the torch.device chosen by --device (cuda if present)."""
+    if getattr(args, "threads", None):
+        if args.threads < 1:
+            raise SpeechVQError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    seed = getattr(args, "seed", 0) or 0
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    requested = getattr(args, "device", None)
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SpeechVQError("--device cuda: no CUDA device is available")
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
