@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 
 def load(checkpoint, device=None):
-    """Load a trained VQ-VAE for encoding, decoding and conversion; see `speechvq.api.SpeechVQ`."""
-    from speechvq.api import SpeechVQ
+    """Load a trained VQ-VAE for encoding, decoding and conversion; see `speechvq.inference.pipeline.SpeechVQ`."""
+    from speechvq.inference.pipeline import SpeechVQ
 
     return SpeechVQ.from_checkpoint(checkpoint, device=device)

@@ -1,0 +1,57 @@
+"""`speechvq convert CKPT WAV... --speaker S --out DIR`: voice conversion."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechvq.cli.common import add_compute_arguments, setup_compute
+
+DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode them with the target
+speaker's identity. Inputs are audio files (any rate, any channels), directories, or list files.
+Outputs: OUT/<source_speaker>_<stem>_to_<target>.wav and OUT/conversions.jsonl.
+
+example: speechvq convert exp/demo/vqvae data/SF1/100050.wav --speaker TM1 --out conv/"""
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by convert and reconstruct."""
+    parser.add_argument("checkpoint", help="VQ-VAE checkpoint file or run directory")
+    parser.add_argument("inputs", nargs="+", help="audio files, directories or list files")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--source-speaker", default=None,
+                        help="speaker of every input (default: each input's parent folder name)")
+    parser.add_argument("--batch", type=int, default=8, help="utterances generated together (default 8)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--argmax", action="store_true", help="take the most likely sample instead of sampling")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_compute_arguments(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_inference_arguments(parser)
+    parser.add_argument("--speaker", required=True,
+                        help="target speaker; several as A,B to convert every input to each")
+
+
+def run_inference(args: argparse.Namespace, targets: list[str] | None, command: str) -> int:
+    """Shared body of convert (targets given) and reconstruct (targets None)."""
+    from speechvq.errors import SpeechVQError
+    from speechvq.inference.convert import collect_inputs, plan_jobs, report_failures, run_jobs
+    from speechvq.inference.pipeline import SpeechVQ
+
+    if args.batch < 1:
+        raise SpeechVQError(f"--batch must be at least 1, got {args.batch}")
+    if args.temperature <= 0 and not args.argmax:
+        raise SpeechVQError(f"--temperature must be positive, got {args.temperature}")
+    device = setup_compute(args)
+    model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
+    jobs = plan_jobs(collect_inputs(args.inputs), targets, args.source_speaker)
+    rows, failures = run_jobs(model, jobs, args.out, batch_size=args.batch, temperature=args.temperature,
+                              argmax=args.argmax, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {len(rows)} files to {args.out} (conversions.jsonl)")
+    return report_failures(failures, command)
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = [t for t in args.speaker.split(",") if t]
+    return run_inference(args, targets, "convert")

@@ -1,0 +1,145 @@
+"""Batch conversion and reconstruction of audio files, with ``conversions.jsonl``.
+
+Outputs are named ``<source_speaker>_<stem>_to_<target>.wav`` (reconstruction: target =
+source) and listed in ``OUT/conversions.jsonl``, one line per output with ``source``,
+``source_speaker``, ``utterance`` (the stem), ``target_speaker`` and ``output`` — the file
+that ``speechvq score`` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from speechvq.audio import AUDIO_EXTENSIONS, load_audio, save_wav
+from speechvq.errors import AudioError, SpeechVQError
+from speechvq.fileio import read_jsonl, write_jsonl_atomic
+from speechvq.inference.pipeline import SpeechVQ
+
+CONVERSIONS_FILE = "conversions.jsonl"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output to produce: `source` audio decoded as `target_speaker`."""
+
+    source: Path
+    source_speaker: str
+    target_speaker: str
+
+    @property
+    def utterance(self) -> str:
+        return self.source.stem
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.source_speaker}_{self.utterance}_to_{self.target_speaker}.wav"
+
+
+def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """Audio files from files, directories (searched recursively) and list files (one path per line).
+
+    A list file is any existing file whose extension is not an audio extension; its relative
+    paths are relative to the list file's folder.
+    """
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
+            if not found:
+                raise SpeechVQError(f"{p}: directory contains no .wav/.flac/.ogg files")
+            paths.extend(found)
+        elif p.suffix.lower() in AUDIO_EXTENSIONS or not p.is_file():
+            paths.append(p)  # missing audio files are reported per file when loaded
+        else:
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    q = Path(line)
+                    paths.append(q if q.is_absolute() else p.parent / q)
+    if not paths:
+        raise SpeechVQError("no input audio given")
+    return paths
+
+
+def plan_jobs(sources: Sequence[Path], targets: Sequence[str] | None, source_speaker: str | None = None) -> list[Job]:
+    """Jobs for every source x target; targets None means reconstruction (target = source speaker).
+
+    The source speaker is `source_speaker` when given, else the input's parent folder name.
+    """
+    jobs = []
+    for src in sources:
+        spk = source_speaker or src.resolve().parent.name
+        for target in targets or [spk]:
+            jobs.append(Job(src, spk, target))
+    return jobs
+
+
+def run_jobs(
+    model: SpeechVQ,
+    jobs: Sequence[Job],
+    out_dir: str | os.PathLike,
+    batch_size: int = 8,
+    temperature: float = 1.0,
+    argmax: bool = False,
+    seed: int | None = 0,
+    progress: bool = True,
+) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """Encode each source once, generate the outputs `batch_size` at a time, write them atomically.
+
+    Returns (rows written to conversions.jsonl, failures as (source, reason)). Unknown target
+    speakers are refused before any work; unreadable sources are skipped and reported.
+    """
+    for target in sorted({j.target_speaker for j in jobs}):
+        model.speaker_index(target)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    codes: dict[Path, np.ndarray] = {}
+    failures: list[tuple[Path, str]] = []
+    for src in dict.fromkeys(j.source for j in jobs):
+        try:
+            codes[src] = model.encode(load_audio(src))
+        except AudioError as exc:
+            failures.append((src, str(exc)))
+    todo = [j for j in jobs if j.source in codes]
+    # Similar lengths in one batch waste less generation on padding.
+    todo.sort(key=lambda j: len(codes[j.source]), reverse=True)
+    rows = []
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        wavs = model.decode_batch(
+            [codes[j.source] for j in batch], [j.target_speaker for j in batch],
+            temperature=temperature, argmax=argmax,
+            seed=None if seed is None else seed + start, progress=progress,
+        )
+        for job, wav in zip(batch, wavs):
+            out = save_wav(out_dir / job.output_name, wav)
+            rows.append({
+                "source": str(job.source.resolve()),
+                "source_speaker": job.source_speaker,
+                "utterance": job.utterance,
+                "target_speaker": job.target_speaker,
+                "output": str(out.resolve()),
+            })
+    _merge_conversions(out_dir / CONVERSIONS_FILE, rows)
+    return rows, failures
+
+
+def _merge_conversions(path: Path, rows: list[dict]) -> None:
+    """Rewrite conversions.jsonl atomically: earlier rows for other outputs are kept."""
+    new_outputs = {r["output"] for r in rows}
+    old = [r for r in read_jsonl(path) if r.get("output") not in new_outputs] if path.is_file() else []
+    write_jsonl_atomic(path, old + sorted(rows, key=lambda r: r["output"]))
+
+
+def report_failures(failures: Sequence[tuple[Path, str]], command: str) -> int:
+    """Print failed inputs on stderr; return the exit status (1 if any failed, else 0)."""
+    for _src, reason in failures:
+        print(f"speechvq {command}: skipped: {reason}", file=sys.stderr)
+    return 1 if failures else 0
