@@ -11,13 +11,17 @@ import math
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soundfile as sf
 import soxr
-import torch
 
 from speechvq.errors import AudioError
 from speechvq.fileio import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where needed: `prepare` and `synth` start faster without it
+    import torch
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 64
@@ -63,7 +67,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, min_samp
 
 def save_wav(path: str | os.PathLike, wav, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write a (n,) waveform in [-1, 1] as 16-bit PCM mono wav, atomically. Returns the path."""
-    if isinstance(wav, torch.Tensor):
+    if hasattr(wav, "detach"):  # a torch tensor
         wav = wav.detach().cpu().float().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
     path = Path(path)
@@ -74,7 +78,7 @@ def save_wav(path: str | os.PathLike, wav, sample_rate: int = SAMPLE_RATE) -> Pa
 
 def float_to_int16(wav: np.ndarray) -> np.ndarray:
     """(n,) float in [-1, 1] -> (n,) int16 (rounded, clipped)."""
-    return np.clip(np.round(np.asarray(wav, dtype=np.float32) * 32767.0), -32768, 32767).astype(np.int16)
+    return np.clip(np.round(np.asarray(wav, dtype=np.float32) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def int16_to_float(wav: np.ndarray) -> np.ndarray:
@@ -87,6 +91,8 @@ def mulaw_encode(wav: torch.Tensor, quantization_channels: int = MULAW_CHANNELS)
 
     wav: float tensor in [-1, 1], any shape. Returns int64 indices in [0, channels-1], same shape.
     """
+    import torch
+
     mu = quantization_channels - 1.0
     x = wav.float().clamp(-1.0, 1.0)
     y = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
@@ -95,6 +101,8 @@ def mulaw_encode(wav: torch.Tensor, quantization_channels: int = MULAW_CHANNELS)
 
 def mulaw_decode(indices: torch.Tensor, quantization_channels: int = MULAW_CHANNELS) -> torch.Tensor:
     """Inverse of `mulaw_encode`: int indices in [0, channels-1] -> float32 in [-1, 1], same shape."""
+    import torch
+
     mu = quantization_channels - 1.0
     y = indices.float() / mu * 2 - 1.0
     return torch.sign(y) * (torch.exp(y.abs() * math.log1p(mu)) - 1.0) / mu
