@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from speechvq.errors import SpeechVQError
+
+if TYPE_CHECKING:  # imported lazily: commands that never run a model start faster
+    import torch
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser, device: bool = True) -> None:
@@ -20,8 +23,10 @@ def add_compute_arguments(parser: argparse.ArgumentParser, device: bool = True) 
                             help="where the model runs (default: cuda when present, else cpu)")
 
 
-def setup_compute(args: argparse.Namespace) -> torch.device:
+def setup_compute(args: argparse.Namespace) -> "torch.device":
     """Apply --threads and --seed; return the torch.device chosen by --device (cuda if present)."""
+    import torch
+
     if getattr(args, "threads", None):
         if args.threads < 1:
             raise SpeechVQError(f"--threads must be at least 1, got {args.threads}")
