@@ -1,0 +1,430 @@
+"""WaveNet stack (teacher-forced) and its cached step-by-step evaluation ("fast WaveNet").
+
+`WaveNet` is the conditional stack of the decoder: dilated causal kernel-2 convolutions, gated
+tanh·sigmoid units, residual and skip 1x1 convolutions, a skip sum scaled by 1/sqrt(layers), a
+residual stream scaled by sqrt(0.5) per layer, and an output head (ReLU, 1x1, ReLU, 1x1).
+Conditioning is added inside every gate: local conditioning arrives at frame rate (one vector per
+`hop` samples, nearest-neighbour upsampled) and global conditioning once per sequence; the
+per-layer 1x1 projections of both are one matrix for all layers.
+
+Generation runs one sample at a time. `NumpyStepper` (CPU) and `TorchStepper` (any device,
+capturable as a CUDA graph) keep, for each layer of dilation d, a queue of its last d inputs, so
+a new sample costs one step of every layer instead of a pass over the receptive field. The
+conditioning of all layers is computed once per frame (`set_local`), not per sample. Both
+precompute fused weights from the module once: the two taps of a convolution are one matrix,
+the sqrt(0.5) residual scaling and 1/sqrt(layers) skip scaling are folded into the weights,
+and all skip 1x1s are one matrix applied after the last layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class WaveNet(nn.Module):
+    """Conditional WaveNet: (B, R, T) input embedding -> (B, out_channels, T) output parameters.
+
+    Args:
+        residual_channels: R, channels of the residual stream (the input embedding's width).
+        gate_channels: G, output channels of each dilated convolution; split in two halves for
+            tanh and sigmoid, so the gated unit has G/2 channels. Must be even.
+        skip_channels: S, channels of the skip connections and of the output head.
+        out_channels: C, number of output parameters per sample (the output distribution's).
+        layers: number of layers L; dilations 1, 2, ..., 2**(L/stacks - 1), repeated per stack.
+        stacks: number of dilation cycles; must divide `layers`.
+        local_channels: channels of the frame-rate local conditioning.
+        global_channels: channels of the per-sequence global conditioning (0: none).
+        residual_scale: factor applied to the residual stream after each layer (sqrt(0.5)).
+    """
+
+    def __init__(
+        self,
+        residual_channels: int,
+        gate_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        layers: int,
+        stacks: int,
+        local_channels: int,
+        global_channels: int = 0,
+        residual_scale: float = math.sqrt(0.5),
+    ) -> None:
+        super().__init__()
+        if layers < 1 or stacks < 1 or layers % stacks:
+            raise ValueError(f"layers ({layers}) must be a positive multiple of stacks ({stacks})")
+        if gate_channels % 2:
+            raise ValueError(f"gate_channels must be even, got {gate_channels}")
+        self.residual_channels = residual_channels
+        self.gate_channels = gate_channels
+        self.skip_channels = skip_channels
+        self.out_channels = out_channels
+        self.layers = layers
+        self.local_channels = local_channels
+        self.global_channels = global_channels
+        self.residual_scale = float(residual_scale)
+        per_stack = layers // stacks
+        self.dilations = [2 ** (i % per_stack) for i in range(layers)]
+        half = gate_channels // 2
+        self.convs = nn.ModuleList(
+            nn.Conv1d(residual_channels, gate_channels, 2, dilation=d) for d in self.dilations
+        )
+        self.local_proj = nn.Conv1d(local_channels, layers * gate_channels, 1, bias=False)
+        self.global_proj = (
+            nn.Linear(global_channels, layers * gate_channels, bias=False) if global_channels > 0 else None
+        )
+        # The last layer's residual output would be unused: it has only a skip 1x1.
+        self.res = nn.ModuleList(nn.Conv1d(half, residual_channels, 1, bias=False) for _ in range(layers - 1))
+        self.skip = nn.ModuleList(nn.Conv1d(half, skip_channels, 1, bias=False) for _ in range(layers))
+        self.skip_bias = nn.Parameter(torch.zeros(skip_channels))
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv1d(skip_channels, skip_channels, 1), nn.ReLU(), nn.Conv1d(skip_channels, out_channels, 1)
+        )
+
+    @property
+    def receptive_field(self) -> int:
+        """Number of input samples (including the current one) that an output depends on."""
+        return sum(self.dilations) + 1
+
+    def frame_conditioning(self, local: torch.Tensor, global_: torch.Tensor | None) -> torch.Tensor:
+        """local (B, Cl, F), global_ (B, Cg) or None -> per-layer gate conditioning (B, L*G, F)."""
+        cond = self.local_proj(local)
+        if self.global_proj is not None:
+            if global_ is None:
+                raise ValueError("this WaveNet has global conditioning: global_ (B, Cg) is required")
+            cond = cond + self.global_proj(global_).unsqueeze(-1)
+        return cond
+
+    def forward(self, x: torch.Tensor, local: torch.Tensor, global_: torch.Tensor | None, hop: int) -> torch.Tensor:
+        """Teacher-forced pass.
+
+        Args:
+            x: (B, R, T) input embedding; output t depends on x[..., :t+1] only (causal).
+            local: (B, Cl, F) frame-rate conditioning, F * hop >= T; sample t uses frame t // hop.
+            global_: (B, Cg) per-sequence conditioning, or None without global conditioning.
+            hop: samples per conditioning frame.
+        Returns:
+            (B, out_channels, T) output parameters.
+        """
+        batch, _, length = x.shape
+        frames = local.shape[-1]
+        if frames * hop < length:
+            raise ValueError(f"local conditioning has {frames} frames of {hop} samples, fewer than {length} samples")
+        padded = frames * hop
+        x = F.pad(x, (0, padded - length))  # causal: padding at the end changes no earlier output
+        cond = self.frame_conditioning(local, global_).unsqueeze(-1)  # (B, L*G, F, 1): upsampled by broadcasting
+        g = self.gate_channels
+        skips = x.new_zeros(batch, self.skip_channels, padded)
+        for i, d in enumerate(self.dilations):
+            h = self.convs[i](F.pad(x, (d, 0)))
+            h = (h.view(batch, g, frames, hop) + cond[:, i * g:(i + 1) * g]).view(batch, g, padded)
+            a, b = h.chunk(2, dim=1)
+            z = torch.tanh(a) * torch.sigmoid(b)
+            skips = skips + self.skip[i](z)
+            if i < self.layers - 1:
+                x = (x + self.res[i](z)) * self.residual_scale
+        skips = skips * (1.0 / math.sqrt(self.layers)) + self.skip_bias.unsqueeze(-1)
+        return self.head(skips)[..., :length]
+
+
+def _fused_weights(net: WaveNet) -> dict:
+    """Weights of `net` in the layout the steppers use, as float32 tensors on the module's device.
+
+    The residual stream is kept unscaled: with a = residual_scale, the stepper's stream is
+    x_l / a**l, so the convolution weights of layer l are multiplied by a**l and its residual 1x1
+    divided by a**l (an exact re-parameterisation that saves one multiplication per layer).
+    Returns past/current tap matrices (R, G) per layer, residual matrices (G/2, R) per layer but the
+    last, the stacked skip matrix (L*G/2, S) including 1/sqrt(L), the conditioning matrices
+    (Cl, L*G) and (Cg, L*G), the stacked convolution biases (L*G,) and the head.
+    """
+    a = net.residual_scale
+    taps_past, taps_now, res = [], [], []
+    for i, conv in enumerate(net.convs):
+        w = conv.weight.detach().float() * a ** i  # (G, R, 2): tap 0 sees x[t - d], tap 1 sees x[t]
+        taps_past.append(w[:, :, 0].t().contiguous())
+        taps_now.append(w[:, :, 1].t().contiguous())
+    for i, conv in enumerate(net.res):
+        res.append((conv.weight.detach().float()[:, :, 0].t() / a ** i).contiguous())
+    skip = torch.cat([conv.weight.detach().float()[:, :, 0].t() for conv in net.skip], dim=0) / math.sqrt(net.layers)
+    head1, head2 = net.head[1], net.head[3]
+    return {
+        "taps_past": taps_past,
+        "taps_now": taps_now,
+        "res": res,
+        "skip": skip.contiguous(),
+        "skip_bias": net.skip_bias.detach().float().clone(),
+        "local": net.local_proj.weight.detach().float()[:, :, 0].t().contiguous(),
+        "global": None if net.global_proj is None else net.global_proj.weight.detach().float().t().contiguous(),
+        "bias": torch.cat([conv.bias.detach().float() for conv in net.convs]),
+        "head1": head1.weight.detach().float()[:, :, 0].t().contiguous(),
+        "head1_bias": head1.bias.detach().float().clone(),
+        "head2": head2.weight.detach().float()[:, :, 0].t().contiguous(),
+        "head2_bias": head2.bias.detach().float().clone(),
+    }
+
+
+class NumpyStepper:
+    """Cached incremental WaveNet on the CPU with NumPy arrays (lowest per-call overhead).
+
+    Per layer of dilation d, a ring of d slots of shape (B, 2R + B) holds [x[t-d], x[t], I_B]
+    side by side, and the layer's tap matrix (2R + B, G) is [W_past; W_now; cond], so that both
+    convolution taps and the (per-stream) conditioning are one matrix product: the identity
+    columns pick each stream's conditioning row. Above `AUGMENT_MAX_BATCH` streams the identity
+    would cost more arithmetic than the addition it saves, and the conditioning is added
+    separately (slots (B, 2R), taps (2R, G)). The half that receives the current input
+    alternates every d steps and the tap matrix is chosen to match ([past; now] or [now; past]),
+    so nothing is ever copied between slots. The gate uses sigmoid(b) = (1 + tanh(b / 2)) / 2
+    with the halving folded into the weights, so one tanh covers the whole gate, and it keeps
+    [tanh(a), tanh(a) * tanh(b / 2)], whose sum is 2 * tanh(a) * sigmoid(b): the residual and skip
+    matrices are stacked twice and halved to read it. All views are precomputed per phase of the
+    rings (`_plan`). A step is five NumPy calls per layer (six for large batches).
+
+    Usage: `set_global(g)` once, `set_local(frame)` at every frame, then `step(x0)` per sample,
+    where x0 (B, R) is the input embedding of the previous sample; returns the (B, C) output
+    parameters (a view, overwritten by the next step).
+    """
+
+    AUGMENT_MAX_BATCH = 8
+
+    def __init__(self, net: WaveNet, batch_size: int) -> None:
+        w = {k: ([t.cpu() for t in v] if isinstance(v, list) else None if v is None else v.cpu())
+             for k, v in _fused_weights(net).items()}
+        self.layers = net.layers
+        self.dilations = list(net.dilations)
+        self.r = net.residual_channels
+        self.g = net.gate_channels
+        self.half = self.g // 2
+        col = np.ones(self.g, dtype=np.float32)
+        col[self.half:] = 0.5  # the sigmoid half enters tanh(b / 2)
+        col_all = np.tile(col, self.layers)
+        self._taps = []  # per layer: ([past; now], [now; past]), (2R, G)
+        for past, now in zip(w["taps_past"], w["taps_now"]):
+            past, now = past.numpy() * col, now.numpy() * col
+            self._taps.append((np.concatenate([past, now]), np.concatenate([now, past])))
+        self._res = [np.ascontiguousarray(0.5 * np.concatenate([m.numpy(), m.numpy()])) for m in w["res"]]
+        skip = w["skip"].numpy().reshape(self.layers, self.half, -1)
+        self._skip = np.ascontiguousarray(0.5 * np.concatenate([skip, skip], axis=1).reshape(self.layers * self.g, -1))
+        self._skip_bias = w["skip_bias"].numpy()
+        self._local = np.ascontiguousarray(w["local"].numpy() * col_all)
+        self._global = None if w["global"] is None else np.ascontiguousarray(w["global"].numpy() * col_all)
+        self._bias = (w["bias"].numpy() * col_all).astype(np.float32)
+        self._head = (w["head1"].numpy(), w["head1_bias"].numpy(), w["head2"].numpy(), w["head2_bias"].numpy())
+        self.out_channels = self._head[2].shape[1]
+        self.t = 0
+        self._allocate(batch_size)
+        self._gbias = np.repeat(self._bias[None], batch_size, axis=0)
+
+    def _allocate(self, batch: int, rings: list[np.ndarray] | None = None) -> None:
+        """Buffers for `batch` streams; `rings` (d, B, 2R) carries the past inputs over (zeros if None)."""
+        f32, r2 = np.float32, 2 * self.r
+        self.batch_size = batch
+        augment = batch <= self.AUGMENT_MAX_BATCH
+        extra = batch if augment else 0
+        self._rings = []
+        for i, d in enumerate(self.dilations):
+            ring = np.zeros((d, batch, r2 + extra), f32)
+            if rings is not None:
+                ring[:, :, :r2] = rings[i]
+            if augment:
+                ring[:, :, r2:] = np.eye(batch, dtype=f32)
+            self._rings.append(ring)
+        self._aug_taps = [tuple(np.concatenate([m, np.zeros((extra, self.g), f32)]) for m in pair)
+                          for pair in self._taps]
+        self._cond = np.zeros((batch, self.layers * self.g), f32)
+        cond_views = [self._cond[:, i * self.g:(i + 1) * self.g] for i in range(self.layers)]
+        self._cond_copies = [(taps[r2:], cond_views[i])
+                             for i, pair in enumerate(self._aug_taps) for taps in pair] if augment else []
+        self._layer_cond = [None] * self.layers if augment else cond_views
+        self._z = np.zeros((self.layers, batch, self.g), f32)
+        self._z_flat = np.zeros((batch, self.layers, self.g), f32)
+        self._r = np.zeros((batch, self.r), f32)
+        self._s = np.zeros((batch, self._skip.shape[1]), f32)
+        self._h1 = np.zeros((batch, self._head[0].shape[1]), f32)
+        self._out = np.zeros((batch, self.out_channels), f32)
+        self._plan = self._build_plan()
+
+    def _build_plan(self) -> list:
+        """For each phase t mod 2*max(d): per layer (slot, taps, cond, h, tanh half, other half, current, next, res).
+
+        cond is None when it is part of the tap matrix (small batches).
+        """
+        period = 2 * max(self.dilations)
+        r, half = self.r, self.half
+        slots = [[ring[s] for s in range(d)] for ring, d in zip(self._rings, self.dilations)]
+        # current-input half: right half in even rounds of d steps, left half in odd rounds
+        current = [[(slot[:, r:2 * r], slot[:, :r]) for slot in layer_slots] for layer_slots in slots]
+        halves = [(h, h[:, :half], h[:, half:]) for h in self._z]
+        plan = []
+        for phase in range(period):
+            entries = []
+            for i, d in enumerate(self.dilations):
+                s, k = phase % d, (phase // d) % 2
+                entries.append([slots[i][s], self._aug_taps[i][k], self._layer_cond[i], *halves[i], current[i][s][k]])
+            for i in range(self.layers - 1):
+                entries[i].append(entries[i + 1][6])  # layer i writes layer i+1's current input
+                entries[i].append(self._res[i])
+            plan.append(([tuple(e) for e in entries[:-1]], tuple(entries[-1])))
+        return plan
+
+    def reset(self) -> None:
+        """Forget all past inputs (zeros, as the causal padding of the teacher-forced pass)."""
+        for ring in self._rings:
+            ring[:, :, :2 * self.r] = 0.0
+        self.t = 0
+
+    def set_global(self, global_: np.ndarray | None) -> None:
+        """global_ (B, Cg) per-sequence conditioning (None when the net has none)."""
+        gbias = self._bias + (global_ @ self._global if self._global is not None else 0.0)
+        self._gbias = np.ascontiguousarray(np.broadcast_to(gbias, (self.batch_size, self._bias.shape[0])),
+                                           dtype=np.float32)
+
+    def set_local(self, frame: np.ndarray) -> None:
+        """frame (B, Cl) local conditioning of the current frame: one product for all layers."""
+        np.dot(frame, self._local, out=self._cond)
+        np.add(self._cond, self._gbias, out=self._cond)
+        for dst, src in self._cond_copies:
+            np.copyto(dst, src)
+
+    def select(self, rows: np.ndarray) -> None:
+        """Keep only the batch rows `rows` (int array), e.g. when streams have finished."""
+        rows = np.asarray(rows, dtype=np.int64)
+        gbias = self._gbias[rows]
+        self._allocate(len(rows), [ring[:, rows, :2 * self.r] for ring in self._rings])
+        self._gbias = np.ascontiguousarray(gbias)
+
+    def step(self, x0: np.ndarray) -> np.ndarray:
+        """x0 (B, R) float32 input embedding of the previous sample -> (B, C) output parameters (a view)."""
+        body, last = self._plan[self.t % len(self._plan)]
+        (body[0][6] if body else last[6])[...] = x0
+        dot, add, tanh, mul, r = np.dot, np.add, np.tanh, np.multiply, self._r
+        for slot, taps, cond, h, ha, hb, cur, nxt, res in body:
+            dot(slot, taps, h)
+            if cond is not None:
+                add(h, cond, h)
+            tanh(h, h)
+            mul(ha, hb, hb)
+            dot(h, res, r)
+            add(cur, r, nxt)
+        slot, taps, cond, h, ha, hb, _ = last
+        dot(slot, taps, h)
+        if cond is not None:
+            add(h, cond, h)
+        tanh(h, h)
+        mul(ha, hb, hb)
+        if self.batch_size == 1:
+            z = self._z.reshape(1, -1)
+        else:
+            np.copyto(self._z_flat, self._z.transpose(1, 0, 2))
+            z = self._z_flat.reshape(self.batch_size, -1)
+        w1, b1, w2, b2 = self._head
+        s, h1, out = self._s, self._h1, self._out
+        dot(z, self._skip, s)
+        add(s, self._skip_bias, s)
+        np.maximum(s, 0.0, out=s)
+        dot(s, w1, h1)
+        add(h1, b1, h1)
+        np.maximum(h1, 0.0, out=h1)
+        dot(h1, w2, out)
+        add(out, b2, out)
+        self.t += 1
+        return out
+
+
+class TorchStepper:
+    """Cached incremental WaveNet in torch, on any device, with static buffers.
+
+    Per layer of dilation d, a queue (d, B, R) of past inputs is read and written at position
+    t mod d, computed on the device from a step counter tensor, so that a step has no
+    host-side state: it can be captured once as a CUDA graph and replayed. Same interface as
+    `NumpyStepper` with tensors: `set_global`, `set_local`, `step(x0) -> (B, C)`, `select`.
+    """
+
+    def __init__(self, net: WaveNet, batch_size: int) -> None:
+        w = _fused_weights(net)
+        device = net.skip_bias.device
+        self.device = device
+        self.layers = net.layers
+        self.r = net.residual_channels
+        self.g = net.gate_channels
+        self.half = self.g // 2
+        self.dilations = list(net.dilations)
+        self._w = w
+        self.out_channels = w["head2"].shape[1]
+        self.t = torch.zeros(1, dtype=torch.int64, device=device)
+        self._dils = torch.tensor(self.dilations, dtype=torch.int64, device=device)
+        self._pos = torch.zeros(self.layers, dtype=torch.int64, device=device)
+        self._pos_views = [self._pos[i:i + 1] for i in range(self.layers)]
+        self._allocate(batch_size)
+        self._gbias = w["bias"].expand(batch_size, -1).clone()
+
+    def _allocate(self, batch: int, queues: list[torch.Tensor] | None = None) -> None:
+        dev, f32 = self.device, torch.float32
+        self.batch_size = batch
+        self._queues = queues if queues is not None else [
+            torch.zeros(d, batch, self.r, device=dev, dtype=f32) for d in self.dilations]
+        self._past = [torch.zeros(1, batch, self.r, device=dev, dtype=f32) for _ in self.dilations]
+        self._cond = torch.zeros(batch, self.layers * self.g, device=dev, dtype=f32)
+        self._h = [torch.zeros(batch, self.g, device=dev, dtype=f32) for _ in self.dilations]
+        self._z = torch.zeros(batch, self.layers * self.half, device=dev, dtype=f32)
+        self._s = torch.zeros(batch, self._w["skip"].shape[1], device=dev, dtype=f32)
+        self._h1 = torch.zeros(batch, self._w["head1"].shape[1], device=dev, dtype=f32)
+        self._out = torch.zeros(batch, self.out_channels, device=dev, dtype=f32)
+        g, half = self.g, self.half
+        self._cond_views = [self._cond[:, i * g:(i + 1) * g] for i in range(self.layers)]
+        self._z_views = [self._z[:, i * half:(i + 1) * half] for i in range(self.layers)]
+
+    def state(self) -> list[torch.Tensor]:
+        """The tensors that a step mutates and that carry over to the next step."""
+        return [self.t, *self._queues]
+
+    def reset(self) -> None:
+        """Forget all past inputs (zeros, as the causal padding of the teacher-forced pass)."""
+        for q in self._queues:
+            q.zero_()
+        self.t.zero_()
+
+    def set_global(self, global_: torch.Tensor | None) -> None:
+        """global_ (B, Cg) per-sequence conditioning (None when the net has none)."""
+        gbias = self._w["bias"].expand(self.batch_size, -1)
+        if self._w["global"] is not None:
+            gbias = gbias + global_.float() @ self._w["global"]
+        self._gbias = gbias.contiguous()
+
+    def set_local(self, frame: torch.Tensor) -> None:
+        """frame (B, Cl) local conditioning of the current frame: one product for all layers, in place."""
+        torch.addmm(self._gbias, frame.float(), self._w["local"], out=self._cond)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows `rows` (int64 tensor), e.g. when streams have finished."""
+        rows = rows.to(self.device)
+        gbias = self._gbias.index_select(0, rows)
+        self._allocate(len(rows), [q.index_select(1, rows) for q in self._queues])
+        self._gbias = gbias
+
+    def step(self, x0: torch.Tensor) -> torch.Tensor:
+        """x0 (B, R) input embedding of the previous sample -> (B, C) output parameters (a static buffer)."""
+        w = self._w
+        torch.remainder(self.t, self._dils, out=self._pos)
+        x = x0
+        last = self.layers - 1
+        for i in range(self.layers):
+            pos, past, h = self._pos_views[i], self._past[i], self._h[i]
+            torch.index_select(self._queues[i], 0, pos, out=past)
+            self._queues[i].index_copy_(0, pos, x.unsqueeze(0))
+            torch.addmm(self._cond_views[i], past[0], w["taps_past"][i], out=h)
+            h.addmm_(x, w["taps_now"][i])
+            h[:, :self.half].tanh_()
+            torch._C._nn.glu(h, 1, out=self._z_views[i])
+            if i < last:
+                x = torch.addmm(x, self._z_views[i], w["res"][i])
+        torch.addmm(w["skip_bias"], self._z, w["skip"], out=self._s)
+        self._s.relu_()
+        torch.addmm(w["head1_bias"], self._s, w["head1"], out=self._h1)
+        self._h1.relu_()
+        torch.addmm(w["head2_bias"], self._h1, w["head2"], out=self._out)
+        self.t.add_(1)
+        return self._out
