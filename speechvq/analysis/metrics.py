@@ -1,0 +1,274 @@
+"""Objective voice-conversion metrics: mel-cepstral distortion, speaker similarity, code agreement.
+
+* **MCD** (dB), as in the voice-conversion literature (VCC baselines, sprocket): WORLD spectral
+  envelope (pyworld: harvest or dio + stonemask F0, then cheaptrick) -> mel-cepstrum of order 24
+  with all-pass constant 0.42 (16 kHz) via pysptk.sp2mc; c0 (energy) excluded; silent frames
+  dropped by normalised power (sprocket's ``extfrm``: frames more than 20 dB below the
+  utterance's mean power); the two sequences aligned by DTW on the Euclidean mel-cepstral
+  distance; then, per aligned frame pair, ``MCD = 10 / ln 10 * sqrt(2 * sum_d (c_d - c'_d)^2)``,
+  averaged over the alignment path.
+* **Speaker similarity**: utterance embeddings from resemblyzer's pretrained GE2E speaker
+  encoder (256-dim, unit norm; the weights ship with the package and load offline), speaker
+  centroids (normalised mean of a speaker's utterance embeddings) and cosine similarity.
+* **Code agreement**: the share of frames whose VQ-VAE code is the same in a converted
+  utterance as in its source (content preservation without ASR); **phone agreement**: the
+  share of the source's phone-aligned frames whose converted code maps, through the probe's
+  many-to-one code -> phone mapping, to the aligned phone.
+
+All waveforms are (n,) float32 in [-1, 1] at 16 kHz unless stated.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from speechvq.audio import SAMPLE_RATE
+from speechvq.errors import SpeechVQError
+
+MCEP_ORDER = 24
+MCEP_ALPHA = 0.42  # all-pass constant for 16 kHz
+FRAME_PERIOD_MS = 5.0
+POWER_THRESHOLD_DB = -20.0
+F0_METHODS = ("harvest", "dio")
+_MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
+
+
+# ----------------------------------------------------------------------------- mel-cepstra
+
+def world_mcep(
+    wav: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    order: int = MCEP_ORDER,
+    alpha: float = MCEP_ALPHA,
+    f0_method: str = "harvest",
+    frame_period_ms: float = FRAME_PERIOD_MS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mel-cepstrum of the WORLD spectral envelope, one frame per `frame_period_ms`.
+
+    wav: (n,) float waveform in [-1, 1] at `sample_rate` hertz.
+    Returns (mcep, power_db): mcep (F, order + 1) float64 with c0 in column 0, and
+    power_db (F,) the frame power of the envelope in dB relative to the utterance mean
+    (sprocket's normalised power), used to drop silent frames.
+    """
+    try:
+        import pysptk
+        import pyworld
+    except ImportError as exc:
+        raise SpeechVQError(f"mel-cepstral distortion needs pyworld and pysptk ({exc}); "
+                            "install them with `pip install 'speechvq[metrics]'`") from None
+    if f0_method not in F0_METHODS:
+        raise SpeechVQError(f"unknown F0 method {f0_method!r}; choose from {', '.join(F0_METHODS)}")
+    x = np.ascontiguousarray(np.asarray(wav, dtype=np.float64).reshape(-1))
+    if x.size == 0:
+        raise SpeechVQError("cannot compute a mel-cepstrum of an empty waveform")
+    if f0_method == "harvest":
+        f0, times = pyworld.harvest(x, sample_rate, frame_period=frame_period_ms)
+    else:
+        f0, times = pyworld.dio(x, sample_rate, frame_period=frame_period_ms)
+        f0 = pyworld.stonemask(x, f0, times, sample_rate)
+    envelope = pyworld.cheaptrick(x, f0, times, sample_rate)  # (F, fft/2 + 1) power spectrum
+    mcep = pysptk.sp2mc(envelope, order=order, alpha=alpha)
+    return mcep, normalized_power_db(envelope)
+
+
+def normalized_power_db(envelope: np.ndarray) -> np.ndarray:
+    """Frame power of a (F, fft/2 + 1) power spectrogram in dB relative to its mean frame power.
+
+    The power of a frame is the mean over the full (two-sided) FFT of its bins, as in
+    sprocket's ``spc2npow``. Returns (F,) float64 dB.
+    """
+    envelope = np.asarray(envelope, dtype=np.float64)
+    half = envelope.shape[1] - 1
+    power = (envelope[:, 0] + envelope[:, half] + 2.0 * envelope[:, 1:half].sum(axis=1)) / (2 * half)
+    power = np.maximum(power, 1e-300)
+    return 10.0 * np.log10(power / power.mean())
+
+
+def speech_frames(mcep: np.ndarray, power_db: np.ndarray, threshold_db: float = POWER_THRESHOLD_DB) -> np.ndarray:
+    """Rows of `mcep` (F, order + 1) whose `power_db` (F,) exceeds `threshold_db`.
+
+    If no frame passes (a silent or constant signal), all frames are kept so that the
+    distortion stays defined.
+    """
+    keep = power_db > threshold_db
+    return mcep[keep] if keep.any() else mcep
+
+
+# ----------------------------------------------------------------------------- DTW and MCD
+
+def dtw_path(cost: np.ndarray) -> np.ndarray:
+    """Minimum-cost monotonic alignment of a (N, M) cost matrix (steps (1,1), (1,0), (0,1)).
+
+    Returns the path as a (L, 2) int array of (row, column) pairs from (0, 0) to (N-1, M-1).
+    Each row of the accumulated cost is computed in one vectorised pass: within a row,
+    D[i, j] = S[j] + min_{k<=j}(m[k] - S[k-1]) with S the running sum of cost[i] and
+    m[k] = min(D[i-1, k-1], D[i-1, k]).
+    """
+    cost = np.asarray(cost, dtype=np.float64)
+    n, m = cost.shape
+    total = np.empty((n, m))
+    total[0] = np.cumsum(cost[0])
+    for i in range(1, n):
+        above = total[i - 1]
+        best_entry = np.minimum(above, np.concatenate(([np.inf], above[:-1])))  # m[k]
+        running = np.cumsum(cost[i])
+        shifted = np.concatenate(([0.0], running[:-1]))  # S[k-1]
+        total[i] = running + np.minimum.accumulate(best_entry - shifted)
+    path = [(n - 1, m - 1)]
+    i, j = n - 1, m - 1
+    while i > 0 or j > 0:
+        if i == 0:
+            j -= 1
+        elif j == 0:
+            i -= 1
+        else:
+            step = int(np.argmin((total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])))
+            i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+        path.append((i, j))
+    return np.asarray(path[::-1], dtype=np.int64)
+
+
+def mcd_frames(reference: np.ndarray, converted: np.ndarray) -> float:
+    """Mean MCD (dB) between two (F, D) mel-cepstral sequences WITHOUT c0, aligned by DTW.
+
+    Frames are aligned on the Euclidean distance of the cepstra; the distortion of each
+    aligned pair is ``10 / ln 10 * sqrt(2 * sum_d diff_d^2)`` and the result is their mean.
+    """
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(converted, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) == 0 or len(b) == 0:
+        raise SpeechVQError(f"mel-cepstra must be non-empty (F, D) arrays of equal D, got {a.shape} and {b.shape}")
+    distance = np.sqrt(np.maximum(
+        (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0))  # (N, M)
+    path = dtw_path(distance)
+    diff = a[path[:, 0]] - b[path[:, 1]]
+    return float(_MCD_CONST * np.sqrt((diff * diff).sum(axis=1)).mean())
+
+
+def mcep_features(
+    wav: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    f0_method: str = "harvest",
+    threshold_db: float = POWER_THRESHOLD_DB,
+) -> np.ndarray:
+    """The frames MCD compares: (F', 24) float64 mel-cepstra c1..c24 of the non-silent frames.
+
+    wav: (n,) float waveform in [-1, 1] at `sample_rate` hertz. Compute once per file and
+    pass pairs to `mcd_frames` when one recording is compared with several others.
+    """
+    mcep, power_db = world_mcep(wav, sample_rate, f0_method=f0_method)
+    return speech_frames(mcep, power_db, threshold_db)[:, 1:]
+
+
+def mel_cepstral_distortion(
+    reference: np.ndarray,
+    converted: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    f0_method: str = "harvest",
+    threshold_db: float = POWER_THRESHOLD_DB,
+) -> float:
+    """MCD in dB between two waveforms of the same sentence, with DTW (see the module docstring).
+
+    reference, converted: (n,) float waveforms in [-1, 1] at `sample_rate` hertz (lengths may
+    differ). Mel-cepstra of order 24 (alpha 0.42), c0 excluded, silent frames dropped.
+    """
+    return mcd_frames(mcep_features(reference, sample_rate, f0_method, threshold_db),
+                      mcep_features(converted, sample_rate, f0_method, threshold_db))
+
+
+# ----------------------------------------------------------------------------- speaker similarity
+
+class SpeakerEncoder:
+    """resemblyzer's pretrained GE2E speaker encoder, loaded offline on the CPU.
+
+    `embed(wav)` takes a (n,) float waveform at 16 kHz and returns a (256,) float32 unit
+    vector. Volume is normalised and long pauses trimmed first (resemblyzer's preprocessing);
+    if trimming would leave nothing, the untrimmed waveform is used.
+    """
+
+    def __init__(self, device: str = "cpu"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # resemblyzer imports scipy.ndimage.morphology
+            try:
+                from resemblyzer import VoiceEncoder, normalize_volume, preprocess_wav
+                from resemblyzer.hparams import audio_norm_target_dBFS
+            except ImportError as exc:
+                raise SpeechVQError(
+                    f"speaker similarity needs resemblyzer ({exc}); "
+                    "install it with `pip install --no-deps resemblyzer webrtcvad-wheels`"
+                ) from None
+        self._preprocess = preprocess_wav
+        self._normalize = lambda wav: normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
+        self._encoder = VoiceEncoder(device=device, verbose=False)
+
+    def embed(self, wav: np.ndarray) -> np.ndarray:
+        """(n,) float32 waveform at 16 kHz -> (256,) float32 unit-norm speaker embedding."""
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if not np.any(wav):
+            raise SpeechVQError("cannot embed a silent (all-zero) waveform")
+        processed = self._preprocess(wav)
+        if processed.size < SAMPLE_RATE // 10:  # the voice activity detector found (almost) no speech
+            processed = self._normalize(wav)
+        return self._encoder.embed_utterance(processed.astype(np.float32)).astype(np.float32)
+
+
+def centroid(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    """Speaker centroid: the L2-normalised mean of (256,) utterance embeddings -> (256,) float32."""
+    stacked = np.stack([np.asarray(e, dtype=np.float64) for e in embeddings])
+    mean = stacked.mean(axis=0)
+    return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors, in [-1, 1]."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+# ----------------------------------------------------------------------------- content preservation
+
+@torch.no_grad()
+def encode_codes(vqvae: torch.nn.Module, wav: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Codes of a (n,) float waveform at 16 kHz: (ceil(n / 64),) int64, via `vqvae.encode`."""
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32).reshape(1, -1), device=device)
+    return vqvae.encode(x)[0].cpu().numpy()
+
+
+def share_equal(a: Sequence, b: Sequence) -> float:
+    """Share of positions where `a` and `b` agree, over their common length (in [0, 1])."""
+    length = min(len(a), len(b))
+    if length == 0:
+        raise SpeechVQError("cannot compare codes of an empty waveform")
+    return float(np.mean(np.asarray(a[:length]) == np.asarray(b[:length])))
+
+
+def code_agreement(vqvae: torch.nn.Module, converted_wav: np.ndarray, source_wav: np.ndarray,
+                   device: torch.device | str = "cpu") -> float:
+    """Share of frames whose code in `converted_wav` equals the code in `source_wav`.
+
+    Both (n,) float waveforms at 16 kHz are encoded with `vqvae.encode` (64 samples per
+    frame); the code sequences are cropped to their common length. Returns a share in [0, 1].
+    """
+    return share_equal(encode_codes(vqvae, converted_wav, device), encode_codes(vqvae, source_wav, device))
+
+
+def phone_agreement(codes: np.ndarray, code_to_phone: Sequence[str], labels: Sequence[str | None]) -> float | None:
+    """Share of labelled frames whose code maps (many-to-one, from the probe) to the aligned phone.
+
+    codes: (F,) codes of a converted utterance; code_to_phone: phone name of each of the K
+    codes (the probe's ``code_to_phone``); labels: the source utterance's phone per frame
+    (None where unaligned). Frames are cropped to the common length; frames whose label is
+    None or not one of the mapping's phones (e.g. silence the probe excluded) are skipped.
+    Returns None when no frame is left.
+    """
+    known = set(code_to_phone)
+    pairs = [(code_to_phone[int(c)], label) for c, label in zip(codes, labels) if label is not None and label in known]
+    if not pairs:
+        return None
+    return float(np.mean([predicted == label for predicted, label in pairs]))

@@ -1,0 +1,169 @@
+"""Conversion metrics: MCD (WORLD + SPTK + DTW), speaker similarity (resemblyzer), code agreement."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pyworld")
+pytest.importorskip("pysptk")
+
+from speechvq.analysis.metrics import (  # noqa: E402
+    MCEP_ORDER,
+    centroid,
+    code_agreement,
+    cosine_similarity,
+    dtw_path,
+    mcd_frames,
+    mel_cepstral_distortion,
+    phone_agreement,
+    world_mcep,
+)
+from speechvq.audio import load_audio  # noqa: E402
+
+TEXT = "The quick brown fox jumps."
+OTHER_TEXT = "Nine bright stars were shining."
+
+
+def espeak(path, text: str, voice: str, speed: int = 175) -> np.ndarray:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,
+                   capture_output=True)
+    return load_audio(path)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the speaker encoder's LSTM is much slower with threads on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    """16 kHz waveforms: voice m3 (two sentences, and slower), voice f2 (same sentence)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    root = tmp_path_factory.mktemp("voices")
+    return {
+        "m3": espeak(root / "m3.wav", TEXT, "en-us+m3"),
+        "m3_other": espeak(root / "m3_other.wav", OTHER_TEXT, "en-us+m3"),
+        "m3_slow": espeak(root / "m3_slow.wav", TEXT, "en-us+m3", speed=125),
+        "f2": espeak(root / "f2.wav", TEXT, "en-us+f2"),
+        "f2_other": espeak(root / "f2_other.wav", OTHER_TEXT, "en-us+f2"),
+    }
+
+
+def test_world_mcep_shape_one_frame_per_5_ms(voices):
+    wav = voices["m3"]
+    mcep, power_db = world_mcep(wav)
+    assert mcep.shape[1] == MCEP_ORDER + 1
+    assert abs(mcep.shape[0] - len(wav) / 16000 / 0.005) <= 2
+    assert power_db.shape == (mcep.shape[0],)
+
+
+def test_mcd_formula_on_constant_cepstra():
+    a = np.zeros((10, MCEP_ORDER))
+    b = np.zeros((7, MCEP_ORDER))
+    b[:, 3] = 0.5
+    expected = 10 / math.log(10) * math.sqrt(2 * 0.5**2)
+    assert mcd_frames(a, b) == pytest.approx(expected)
+
+
+def naive_dtw_cost(cost: np.ndarray) -> float:
+    n, m = cost.shape
+    total = np.full((n + 1, m + 1), np.inf)
+    total[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            total[i, j] = cost[i - 1, j - 1] + min(total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])
+    return total[n, m]
+
+
+@pytest.mark.parametrize("shape", [(6, 9), (12, 5), (1, 4), (7, 1)])
+def test_dtw_path_is_monotonic_spans_both_sequences_and_has_minimum_cost(shape):
+    cost = np.random.default_rng(shape[0] * 10 + shape[1]).random(shape)
+    path = dtw_path(cost)
+    assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (shape[0] - 1, shape[1] - 1)
+    steps = np.diff(path, axis=0)
+    assert np.all(steps >= 0) and np.all(steps.sum(axis=1) >= 1) and np.all(steps <= 1)
+    assert cost[path[:, 0], path[:, 1]].sum() == pytest.approx(naive_dtw_cost(cost))
+
+
+def test_mcd_of_a_signal_with_itself_is_zero(voices):
+    assert mel_cepstral_distortion(voices["m3"], voices["m3"]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mcd_grows_with_distortion(voices):
+    wav = voices["m3"]
+    rng = np.random.default_rng(0)
+    # dio (faster than the default harvest) for F0: the ordering does not depend on the F0 estimator.
+    slight = mel_cepstral_distortion(wav, wav + rng.normal(0, 0.002, wav.shape).astype(np.float32), f0_method="dio")
+    strong = mel_cepstral_distortion(wav, wav + rng.normal(0, 0.03, wav.shape).astype(np.float32), f0_method="dio")
+    other_voice = mel_cepstral_distortion(wav, voices["f2"], f0_method="dio")
+    assert 0 < slight < strong
+    assert other_voice > slight
+
+
+def test_dtw_aligns_a_time_stretched_copy(voices):
+    stretched = mel_cepstral_distortion(voices["m3"], voices["m3_slow"])
+    other_voice = mel_cepstral_distortion(voices["m3"], voices["f2"])
+    assert len(voices["m3_slow"]) > 1.2 * len(voices["m3"])
+    assert stretched < 0.5 * other_voice
+
+
+def test_leading_and_trailing_silence_is_trimmed(voices):
+    wav = voices["m3"]
+    rng = np.random.default_rng(1)
+    pad = (rng.normal(0, 1e-4, 16000)).astype(np.float32)
+    padded = np.concatenate([pad, wav, pad])
+    assert mel_cepstral_distortion(wav, padded, f0_method="dio") < 1.0
+
+
+def test_same_voice_is_closer_than_another_voice(voices):
+    from speechvq.analysis.metrics import SpeakerEncoder
+
+    encoder = SpeakerEncoder()
+    m3, m3_other, f2, f2_other = (encoder.embed(voices[k]) for k in ("m3", "m3_other", "f2", "f2_other"))
+    assert m3.shape == (256,) and np.linalg.norm(m3) == pytest.approx(1.0, abs=1e-4)
+    # A different sentence by the same voice is closer than the same sentence by another voice.
+    assert cosine_similarity(m3_other, m3) > cosine_similarity(m3_other, f2)
+    assert cosine_similarity(f2_other, f2) > cosine_similarity(f2_other, m3)
+    c = centroid([m3, m3_other])
+    assert np.linalg.norm(c) == pytest.approx(1.0, abs=1e-5)
+    assert cosine_similarity(c, m3) > cosine_similarity(c, f2)
+
+
+class SignCodes(torch.nn.Module):
+    """Stand-in VQ-VAE: the code of a 64-sample frame is 1 if its mean is positive, else 0."""
+
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        frames = -(-wav.shape[1] // 64)
+        padded = torch.nn.functional.pad(wav, (0, frames * 64 - wav.shape[1]))
+        return (padded.reshape(wav.shape[0], frames, 64).mean(-1) > 0).long()
+
+
+def test_code_agreement_counts_equal_frames_on_the_common_length():
+    rng = np.random.default_rng(0)
+    wav = rng.normal(0, 0.1, 64 * 50).astype(np.float32)
+    model = SignCodes()
+    assert code_agreement(model, wav, wav) == 1.0
+    assert code_agreement(model, wav[: 64 * 30], wav) == 1.0  # cropped to 30 frames
+    assert code_agreement(model, -wav, wav) == 0.0
+    half = np.concatenate([wav[: 64 * 25], -wav[64 * 25:]])
+    assert code_agreement(model, half, wav) == pytest.approx(0.5)
+
+
+def test_phone_agreement_maps_codes_to_phones_on_aligned_frames():
+    code_to_phone = ["ah", "b", "sil"]
+    codes = np.array([0, 1, 2, 1, 0])
+    labels = ["ah", "ah", None, "b", "zz"]  # frame 2 unaligned, frame 4 a phone the probe never saw
+    assert phone_agreement(codes, code_to_phone, labels) == pytest.approx(2 / 3)
+    assert phone_agreement(codes[:2], code_to_phone, labels) == pytest.approx(1 / 2)  # common length
+    assert phone_agreement(codes, code_to_phone, [None] * 5) is None
