@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from speechvq.errors import DataError
-from speechvq.inference.codes import CodesCorpus, load_codes, save_codes, write_corpus_codes
+from speechvq.data.codes import CodesCorpus, load_codes, save_codes, write_corpus_codes
 
 
 def _items(rng):

@@ -13,7 +13,7 @@ import speechvq
 from speechvq.cli import main
 from speechvq.config import compose
 from speechvq.data.dataset import PreparedCorpus
-from speechvq.inference.codes import CodesCorpus
+from speechvq.data.codes import CodesCorpus
 from speechvq.training.loop import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from speechvq.audio import save_wav
-    from speechvq.inference.codes import load_codes
+    from speechvq.data.codes import load_codes
     from speechvq.inference.pipeline import SpeechVQ
 
     device = setup_compute(args)

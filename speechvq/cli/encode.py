@@ -25,7 +25,7 @@ def _encode_corpus(model, data: str, out: str, progress: bool) -> None:
 
     from speechvq.audio import CODES_PER_SECOND
     from speechvq.data.dataset import PreparedCorpus, iter_utterances
-    from speechvq.inference.codes import write_corpus_codes
+    from speechvq.data.codes import write_corpus_codes
 
     corpus = PreparedCorpus(data)
     utterances = corpus.utterances()
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from speechvq.audio import load_audio
     from speechvq.errors import AudioError, SpeechVQError
-    from speechvq.inference.codes import save_codes
+    from speechvq.data.codes import save_codes
     from speechvq.inference.convert import collect_inputs, report_failures
     from speechvq.inference.pipeline import SpeechVQ
 

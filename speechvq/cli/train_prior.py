@@ -1,0 +1,63 @@
+"""`speechvq train-prior key=value ...`: fit the code prior with hydra overrides of configs/train_prior.yaml."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechvq.config import compose, config_dir
+from speechvq.errors import SpeechVQError
+
+
+def _options(group: str) -> str:
+    try:
+        return "|".join(sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))) or "(none)"
+    except FileNotFoundError:
+        return "(configs not found)"
+
+
+DESCRIPTION = f"""\
+Train the autoregressive prior over codes (stage 2; the VQ-VAE stays frozen).
+
+Arguments are hydra overrides of configs/train_prior.yaml: key=value, group=option,
++key=value to add a key. Required: run_dir=RUN and codes=DIR (from
+`speechvq encode CKPT --data PREPARED --out DIR`). An existing RUN is resumed from
+RUN/checkpoints/last.pt (trainer.resume=false starts over). Writes RUN/config.yaml,
+RUN/checkpoints/{{step_NNNNNNN,last,best}}.pt (kind "prior"; best = lowest valid bits per code)
+and RUN/tb/ (TensorBoard). Training items are random crops of data.crop_codes codes.
+
+Config groups:
+  prior={_options("prior")}
+  trainer={_options("trainer")}
+
+Examples:
+  speechvq train-prior run_dir=exp/prior codes=exp/codes prior=tiny trainer.max_steps=200
+  speechvq train-prior run_dir=exp/prior codes=exp/codes trainer=cpu_demo data.crop_codes=256
+  speechvq train-prior run_dir=exp/prior_base codes=exp/codes prior=base trainer.max_steps=50000
+  speechvq train-prior --print-config run_dir=x codes=y
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="hydra overrides of configs/train_prior.yaml")
+    parser.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise SpeechVQError(f"expected key=value overrides, got {bad[0]!r} (e.g. run_dir=RUN codes=DIR)")
+    try:
+        cfg = compose("train_prior", args.overrides)
+    except Exception as exc:  # hydra's composition errors: unknown group option, bad override syntax
+        raise SpeechVQError(f"config: {str(exc).splitlines()[0]}") from None
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    from speechvq.training.train_prior import train_prior
+
+    result = train_prior(cfg)
+    valid = " ".join(f"{k}={v:.4g}" for k, v in result.valid.items())
+    print(f"trained to step {result.step} ({result.skipped_updates} updates skipped) {valid}".rstrip())
+    return 0
