@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speechvq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo system-deps bench clean
+.PHONY: install test demo system-deps browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ install: $(STAMP) system-deps
 system-deps:
 	@tools/install_system_deps.sh espeak-ng:espeak-ng
 
-test: install
+# Debian's chromium for tests/test_browser.py (the test is skipped when chromium is absent).
+browser-deps:
+	@tools/install_system_deps.sh chromium:chromium || echo "warning: chromium is not installed; the browser test will be skipped" >&2
+
+test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
