@@ -45,3 +45,34 @@ def test_missing_checkpoint_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "nope.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command,extra", [("decode", ["--speaker", "x"]), ("convert", ["--speaker", "x"]),
+                                           ("reconstruct", [])])
+@pytest.mark.parametrize("bad,message", [(["--batch", "0"], "--batch must be at least 1"),
+                                         (["--temperature", "0"], "--temperature must be positive")])
+def test_bad_generation_options_are_refused_before_loading_anything(command, extra, bad, message, tmp_path, capsys):
+    rc = main([command, str(tmp_path / "nope.pt"), str(tmp_path / "a.wav"), "--out", str(tmp_path / "out"),
+               *extra, *bad])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and "nope.pt" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_decode_refuses_code_files_whose_outputs_would_collide(tmp_path, capsys):
+    rc = main(["decode", str(tmp_path / "nope.pt"), str(tmp_path / "a" / "u1.npy"), str(tmp_path / "b" / "u1.npy"),
+               "--speaker", "x", "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "several code files are named u1.npy" in capsys.readouterr().err
+
+
+def test_encode_names_outputs_by_stem_and_refuses_unresolvable_clashes(tmp_path, capsys):
+    from speechvq.cli.encode import _output_names
+
+    a, b, c = tmp_path / "x" / "spk1" / "u1.wav", tmp_path / "x" / "spk2" / "u1.wav", tmp_path / "u2.wav"
+    assert _output_names([a, b, c]) == ["spk1_u1", "spk2_u1", "u2"]
+    rc = main(["encode", str(tmp_path / "nope.pt"), str(a), str(tmp_path / "y" / "spk1" / "u1.wav"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "several inputs would be written as spk1_u1.npy" in capsys.readouterr().err

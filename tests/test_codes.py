@@ -37,11 +37,19 @@ def test_interrupted_write_keeps_previous_codes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_corpus_codes(tmp_path / "codes", broken(), {"num_codes": 512})
     assert len(CodesCorpus(tmp_path / "codes").entries()) == len(rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes"]  # no temporary directory left behind
 
 
 def test_missing_codes_directory_is_refused(tmp_path):
     with pytest.raises(DataError, match="not a codes directory"):
         CodesCorpus(tmp_path)
+
+
+def test_malformed_meta_json_is_a_data_error(tmp_path):
+    write_corpus_codes(tmp_path / "codes", iter(_items(np.random.default_rng(2))), {"num_codes": 512})
+    (tmp_path / "codes" / "meta.json").write_text("{oops")
+    with pytest.raises(DataError, match="meta.json: malformed JSON"):
+        CodesCorpus(tmp_path / "codes")
 
 
 def test_npy_codes_round_trip_and_range_check(tmp_path):

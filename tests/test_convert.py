@@ -38,6 +38,17 @@ def test_jobs_take_speaker_from_folder_and_name_outputs_by_contract(tmp_path):
     assert plan_jobs([src], ["TM1"], source_speaker="me")[0] == Job(src, "me", "TM1")
 
 
+def test_jobs_given_twice_run_once_and_colliding_outputs_are_refused(tmp_path):
+    src = _touch(tmp_path / "SF1" / "100050.wav")
+    assert plan_jobs([src, src], ["TM1", "TM1"]) == [Job(src, "SF1", "TM1")]
+    same_name = _touch(tmp_path / "other" / "SF1" / "100050.wav")
+    with pytest.raises(SpeechVQError, match="SF1_100050_to_TM1.wav"):
+        plan_jobs([src, same_name], ["TM1"])
+    elsewhere = _touch(tmp_path / "b" / "100050.wav")
+    with pytest.raises(SpeechVQError, match="me_100050_to_TM1.wav"):
+        plan_jobs([src, elsewhere], ["TM1"], source_speaker="me")
+
+
 def test_conversions_jsonl_merges_reruns_without_duplicates(tmp_path):
     path = tmp_path / "conversions.jsonl"
     first = [{"output": "a.wav", "target_speaker": "x"}, {"output": "b.wav", "target_speaker": "x"}]
@@ -46,3 +57,11 @@ def test_conversions_jsonl_merges_reruns_without_duplicates(tmp_path):
     rows = read_jsonl(path)
     assert sorted(r["output"] for r in rows) == ["a.wav", "b.wav"]
     assert {r["output"]: r["target_speaker"] for r in rows}["b.wav"] == "y"
+
+
+def test_malformed_conversions_jsonl_is_a_one_line_error(tmp_path):
+    path = tmp_path / "conversions.jsonl"
+    path.write_text("{not json\n")
+    with pytest.raises(SpeechVQError, match="conversions.jsonl: malformed"):
+        _merge_conversions(path, [{"output": "a.wav"}])
+    assert path.read_text() == "{not json\n"

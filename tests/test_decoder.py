@@ -10,34 +10,18 @@ from speechvq.audio import mulaw_encode
 from speechvq.errors import SpeechVQError
 from speechvq.models.decoder import Decoder
 from speechvq.modules.output import DiscretizedLogisticMixture, MuLawCategorical
-
-HOP = 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _decoder(output="mulaw", seed=0):
-    torch.manual_seed(seed)
-    return Decoder(code_dim=6, num_speakers=3, speaker_dim=5, cond_channels=7, residual_channels=8, gate_channels=12,
-                   skip_channels=10, layers=4, stacks=2, output=output, mixtures=3, hop_length=HOP).eval()
+from wavenet_testutils import CODE_DIM, HOP, NUM_SPEAKERS, one_thread, tiny_decoder  # noqa: F401  (one_thread: autouse fixture)
 
 
 def _batch(batch=2, length=22, seed=1):
     g = torch.Generator().manual_seed(seed)
     wav = torch.rand(batch, length, generator=g) * 1.6 - 0.8
-    return wav, torch.randn(batch, 6, -(-length // HOP), generator=g), torch.arange(batch) % 3
+    return wav, torch.randn(batch, CODE_DIM, -(-length // HOP), generator=g), torch.arange(batch) % NUM_SPEAKERS
 
 
 @pytest.mark.parametrize("output,channels", [("mulaw", 256), ("mol", 9)])
 def test_forward_shape_for_length_not_multiple_of_hop(output, channels):
-    dec = _decoder(output)
+    dec = tiny_decoder(output)
     wav, z_q, spk = _batch(length=22)
     with torch.no_grad():
         params = dec(wav, z_q, spk)
@@ -48,7 +32,7 @@ def test_forward_shape_for_length_not_multiple_of_hop(output, channels):
 
 @pytest.mark.parametrize("output", ["mulaw", "mol"])
 def test_decoder_is_causal(output):
-    dec = _decoder(output)
+    dec = tiny_decoder(output)
     wav, z_q, spk = _batch(length=30)
     t = 11
     with torch.no_grad():
@@ -61,7 +45,7 @@ def test_decoder_is_causal(output):
 
 
 def test_speaker_changes_the_output():
-    dec = _decoder()
+    dec = tiny_decoder()
     wav, z_q, _ = _batch(batch=1)
     with torch.no_grad():
         a = dec(wav, z_q, torch.tensor([0]))
@@ -70,7 +54,7 @@ def test_speaker_changes_the_output():
 
 
 def test_codes_change_the_output():
-    dec = _decoder()
+    dec = tiny_decoder()
     wav, z_q, spk = _batch(batch=1)
     with torch.no_grad():
         a = dec(wav, z_q, spk)
@@ -79,7 +63,7 @@ def test_codes_change_the_output():
 
 
 def test_too_few_frames_and_bad_speaker_are_refused():
-    dec = _decoder()
+    dec = tiny_decoder()
     wav, z_q, spk = _batch(length=22)
     with pytest.raises(ValueError):
         dec(wav, z_q[:, :, :-1], spk)

@@ -154,6 +154,13 @@ def test_evaluate_cli_reports_prior_bits_bitrate_and_totals(prepared, vqvae_ckpt
     assert uniform["decoder_bits_per_sample"] == pytest.approx(result["decoder_bits_per_sample"], rel=1e-6)
 
 
+@pytest.mark.parametrize("seconds,codes", [(0.02, 5), (8.06, 2015), (16.1, 4025), (0.001, 1), (0.004, 1)])
+def test_sample_length_is_ceil_of_seconds_times_250_without_float_noise(seconds, codes):
+    from speechvq.cli.sample import codes_for_seconds
+
+    assert codes_for_seconds(seconds) == codes
+
+
 def test_sample_cli_writes_reproducible_wavs_and_refuses_unknown_speakers(vqvae_ckpt, prior_run, tmp_path, capsys):
     def sample(out, *extra):
         return main(["sample", str(vqvae_ckpt), str(prior_run), "--speaker", "bob", "--seconds", "0.02",

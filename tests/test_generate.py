@@ -6,31 +6,16 @@ import torch
 
 from speechvq.errors import SpeechVQError
 from speechvq.inference.generate import generate
-from speechvq.models.decoder import Decoder
-
-HOP = 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from wavenet_testutils import CODE_DIM, HOP, one_thread, tiny_decoder  # noqa: F401  (one_thread: autouse fixture)
 
 
 def _decoder(output="mulaw", seed=0):
-    torch.manual_seed(seed)
-    dec = Decoder(code_dim=6, num_speakers=3, speaker_dim=5, cond_channels=7, residual_channels=8, gate_channels=12,
-                  skip_channels=10, layers=4, stacks=2, output=output, mixtures=3, hop_length=HOP).eval()
-    with torch.no_grad():  # sharper outputs so that sampled audio depends visibly on the conditioning
-        dec.wavenet.head[3].weight.mul_(20.0)
-    return dec
+    """Sharper outputs so that sampled audio depends visibly on the conditioning."""
+    return tiny_decoder(output, seed, head_gain=20.0)
 
 
 def _codes(batch, frames, seed=1):
-    return torch.randn(batch, 6, frames, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, CODE_DIM, frames, generator=torch.Generator().manual_seed(seed))
 
 
 def _naive_argmax(dec, z_q, speaker, length):

@@ -96,7 +96,9 @@ def test_encode_files_then_decode_matches_api(trained, tmp_path):
                  "--out", str(tmp_path / "dec"), "--quiet"]) == 0
     decoded = _read(tmp_path / "dec" / "u3_to_alice.wav")
     expected = model.decode(codes, "alice", argmax=True)
+    assert decoded.shape == expected.shape == (64 * codes.shape[0],)
     np.testing.assert_allclose(decoded, expected, atol=1.0 / 32768 + 1e-6)
+    assert model.decode_batch([], []) == []
 
 
 def test_encode_corpus_writes_every_utterance_with_split(trained, tmp_path):

@@ -123,7 +123,10 @@ def test_leading_and_trailing_silence_is_trimmed(voices):
     rng = np.random.default_rng(1)
     pad = (rng.normal(0, 1e-4, 16000)).astype(np.float32)
     padded = np.concatenate([pad, wav, pad])
-    assert mel_cepstral_distortion(wav, padded, f0_method="dio") < 1.0
+    trimmed = mel_cepstral_distortion(wav, padded, f0_method="dio")
+    untrimmed = mel_cepstral_distortion(wav, padded, f0_method="dio", threshold_db=-np.inf)
+    assert trimmed < 1.0
+    assert trimmed < 0.5 * untrimmed  # the padding does count when no frame is dropped
 
 
 def test_same_voice_is_closer_than_another_voice(voices):

@@ -5,17 +5,7 @@ import pytest
 import torch
 
 from speechvq.modules.wavenet import NumpyStepper, TorchStepper, WaveNet
-
-HOP = 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from wavenet_testutils import HOP, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 
 def _net(global_channels=5, layers=6, stacks=2, seed=0):

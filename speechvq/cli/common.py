@@ -1,4 +1,4 @@
-"""Options shared by commands: --threads, --seed, --device, and checkpoint/speaker helpers."""
+"""Options shared by commands: compute (--threads/--seed/--device) and generation (--batch/--temperature/...)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,22 @@ def add_compute_arguments(parser: argparse.ArgumentParser, device: bool = True) 
     if device:
         parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                             help="where the model runs (default: cuda when present, else cpu)")
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the WaveNet generation options of decode, convert and reconstruct: --batch, --temperature, --argmax, --quiet."""
+    parser.add_argument("--batch", type=int, default=8, help="utterances generated together (default 8)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--argmax", action="store_true", help="take the most likely sample instead of sampling")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_generation_arguments(args: argparse.Namespace) -> None:
+    """Raise SpeechVQError unless --batch >= 1 and (--argmax or --temperature > 0)."""
+    if args.batch < 1:
+        raise SpeechVQError(f"--batch must be at least 1, got {args.batch}")
+    if args.temperature <= 0 and not args.argmax:
+        raise SpeechVQError(f"--temperature must be positive (or use --argmax), got {args.temperature}")
 
 
 def setup_compute(args: argparse.Namespace) -> "torch.device":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import add_compute_arguments, setup_compute
+from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
+                                 setup_compute)
 
 DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode them with the target
 speaker's identity. Inputs are audio files (any rate, any channels), directories, or list files.
@@ -20,10 +21,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--source-speaker", default=None,
                         help="speaker of every input (default: each input's parent folder name)")
-    parser.add_argument("--batch", type=int, default=8, help="utterances generated together (default 8)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--argmax", action="store_true", help="take the most likely sample instead of sampling")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_generation_arguments(parser)
     add_compute_arguments(parser)
 
 
@@ -35,14 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_inference(args: argparse.Namespace, targets: list[str] | None, command: str) -> int:
     """Shared body of convert (targets given) and reconstruct (targets None)."""
-    from speechvq.errors import SpeechVQError
     from speechvq.inference.convert import collect_inputs, plan_jobs, report_failures, run_jobs
     from speechvq.inference.pipeline import SpeechVQ
 
-    if args.batch < 1:
-        raise SpeechVQError(f"--batch must be at least 1, got {args.batch}")
-    if args.temperature <= 0 and not args.argmax:
-        raise SpeechVQError(f"--temperature must be positive, got {args.temperature}")
+    check_generation_arguments(args)
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     jobs = plan_jobs(collect_inputs(args.inputs), targets, args.source_speaker)

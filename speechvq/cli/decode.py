@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import add_compute_arguments, setup_compute
+from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
+                                 setup_compute)
 
 DESCRIPTION = """Decode .npy code files (from `speechvq encode`) with a speaker's identity.
 Outputs OUT/<stem>_to_<speaker>.wav (16 kHz, 16-bit)."""
@@ -15,10 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("codes", nargs="+", help=".npy code files")
     parser.add_argument("--speaker", required=True, help="speaker whose voice to decode with")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--batch", type=int, default=8, help="utterances generated together (default 8)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--argmax", action="store_true", help="take the most likely sample instead of sampling")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_generation_arguments(parser)
     add_compute_arguments(parser)
 
 
@@ -27,16 +25,22 @@ def run(args: argparse.Namespace) -> int:
 
     from speechvq.audio import save_wav
     from speechvq.data.codes import load_codes
+    from speechvq.errors import SpeechVQError
     from speechvq.inference.pipeline import SpeechVQ
 
+    check_generation_arguments(args)
+    paths = [Path(p) for p in args.codes]
+    stems = [p.stem for p in paths]
+    clash = next((s for s in stems if stems.count(s) > 1), None)
+    if clash is not None:
+        raise SpeechVQError(f"several code files are named {clash}.npy; their outputs would overwrite each other")
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     model.speaker_index(args.speaker)
-    paths = [Path(p) for p in args.codes]
     codes = [load_codes(p, model.num_codes) for p in paths]
     out = Path(args.out)
-    for start in range(0, len(paths), max(1, args.batch)):
-        chunk = slice(start, start + max(1, args.batch))
+    for start in range(0, len(paths), args.batch):
+        chunk = slice(start, start + args.batch)
         wavs = model.decode_batch(codes[chunk], [args.speaker] * len(codes[chunk]), temperature=args.temperature,
                                   argmax=args.argmax, seed=args.seed + start, progress=not args.quiet)
         for path, wav in zip(paths[chunk], wavs):

@@ -41,8 +41,24 @@ def _encode_corpus(model, data: str, out: str, progress: bool) -> None:
     print(f"wrote codes of {len(codes.entries())} utterances to {out}")
 
 
+def _output_names(sources: list) -> list[str]:
+    """Output stem per input: its file stem, prefixed with its folder name where two inputs share a stem."""
+    from collections import Counter
+
+    from speechvq.errors import SpeechVQError
+
+    counts = Counter(p.stem for p in sources)
+    names = [p.stem if counts[p.stem] == 1 else f"{p.resolve().parent.name}_{p.stem}" for p in sources]
+    clash = next((n for n, c in Counter(names).items() if c > 1), None)
+    if clash is not None:
+        raise SpeechVQError(f"several inputs would be written as {clash}.npy; encode them in separate runs")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from tqdm import tqdm
 
     from speechvq.audio import load_audio
     from speechvq.errors import AudioError, SpeechVQError
@@ -53,17 +69,17 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.inputs) == bool(args.data):
         raise SpeechVQError("give either audio inputs or --data PREPARED (not both, not neither)")
     device = setup_compute(args)
-    model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     if args.data:
-        _encode_corpus(model, args.data, args.out, progress=not args.quiet)
+        _encode_corpus(SpeechVQ.from_checkpoint(args.checkpoint, device=device), args.data, args.out,
+                       progress=not args.quiet)
         return 0
-    sources = collect_inputs(args.inputs)
-    stems = [p.stem for p in sources]
+    sources = list(dict.fromkeys(collect_inputs(args.inputs)))
+    names = _output_names(sources)
+    model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     failures = []
     written = 0
-    for src in sources:
-        # Prefix the folder name only where two inputs share a stem.
-        name = src.stem if stems.count(src.stem) == 1 else f"{src.resolve().parent.name}_{src.stem}"
+    for src, name in tqdm(zip(sources, names), total=len(sources), desc="encode", unit="file",
+                          disable=args.quiet):
         try:
             save_codes(Path(args.out) / f"{name}.npy", model.encode(load_audio(src)))
             written += 1

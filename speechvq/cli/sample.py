@@ -46,6 +46,14 @@ def output_paths(out: Path, num: int) -> list[Path]:
     return [out.with_name(f"{out.stem}_{i}{suffix}") for i in range(num)]
 
 
+def codes_for_seconds(seconds: float) -> int:
+    """Codes (250 per second) covering `seconds` of audio: ceil(seconds * 250), immune to float noise
+    (8.06 s is 2015 codes, although 8.06 * 250 evaluates to 2015.0000000000002)."""
+    from speechvq.audio import CODES_PER_SECOND
+
+    return math.ceil(round(seconds * CODES_PER_SECOND, 6))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if prior.num_codes != model.num_codes:
         raise CheckpointError(f"{payload['path']}: prior over {prior.num_codes} codes, "
                               f"but the VQ-VAE has {model.num_codes}")
-    num_codes = math.ceil(args.seconds * CODES_PER_SECOND)
+    num_codes = codes_for_seconds(args.seconds)
     if num_codes > prior.max_len:
         raise SpeechVQError(f"--seconds {args.seconds}: {num_codes} codes exceed the prior's max_len "
                             f"({prior.max_len} codes = {prior.max_len / CODES_PER_SECOND:.1f} s)")

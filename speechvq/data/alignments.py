@@ -114,7 +114,7 @@ def _read_columns(path: Path, units_per_second: float, kind: str) -> list[Phone]
             except (ValueError, IndexError):
                 raise DataError(f"{path}:{number}: expected {kind}, got {line.strip()!r}") from None
             if start < 0 or end < start:
-                raise DataError(f"{path}:{number}: interval end before start ({start} > {end})")
+                raise DataError(f"{path}:{number}: interval [{start}, {end}] is negative or ends before it starts")
             phones.append(Phone(label, start / units_per_second, end / units_per_second))
     return phones
 

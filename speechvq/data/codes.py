@@ -44,13 +44,18 @@ class CodesCorpus:
         self.root = Path(root)
         manifest = self.root / "manifest.jsonl"
         if not manifest.is_file():
-            raise DataError(f"{self.root}: not a codes directory (no manifest.jsonl); create one with `speechvq encode CKPT --data PREPARED --out DIR`")
+            raise DataError(f"{self.root}: not a codes directory (no manifest.jsonl); "
+                            "create one with `speechvq encode CKPT --data PREPARED --out DIR`")
         try:
-            self._entries = [CodeEntry(**{k: row[k] for k in CodeEntry.__dataclass_fields__}) for row in read_jsonl(manifest)]
+            self._entries = [CodeEntry(**{k: row[k] for k in CodeEntry.__dataclass_fields__})
+                             for row in read_jsonl(manifest)]
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise DataError(f"{manifest}: malformed codes manifest ({exc})") from None
         meta_path = self.root / "meta.json"
-        self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{meta_path}: malformed JSON ({exc})") from None
         self._arrays: dict[str, np.ndarray] = {}
 
     @property
@@ -87,7 +92,8 @@ def write_corpus_codes(out: str | os.PathLike, items: Iterable[tuple[dict, np.nd
     """Write a codes directory from ``(info, codes)`` pairs; info has id, speaker, split.
 
     Everything is written into a temporary sibling directory that replaces `out` only when
-    complete, so an interrupted run leaves no half-written codes directory behind.
+    complete, so an interrupted run leaves no half-written codes directory behind (and the
+    temporary directory is removed).
     """
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -97,22 +103,26 @@ def write_corpus_codes(out: str | os.PathLike, items: Iterable[tuple[dict, np.nd
     offsets = {s: 0 for s in SPLITS}
     rows = []
     try:
-        for info, codes in items:
-            split = info["split"]
-            if split not in files:
-                files[split] = open(tmp / f"{split}.int16", "wb")
-                offsets.setdefault(split, 0)
-            arr = np.asarray(codes, dtype=np.int16).reshape(-1)
-            files[split].write(arr.tobytes())
-            rows.append(CodeEntry(info["id"], info["speaker"], split, offsets[split], int(arr.shape[0])))
-            offsets[split] += int(arr.shape[0])
-    finally:
-        for f in files.values():
-            f.close()
-    with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(asdict(row)) + "\n")
-    write_json_atomic(tmp / "meta.json", meta)
+        try:
+            for info, codes in items:
+                split = info["split"]
+                if split not in files:
+                    files[split] = open(tmp / f"{split}.int16", "wb")
+                    offsets.setdefault(split, 0)
+                arr = np.asarray(codes, dtype=np.int16).reshape(-1)
+                files[split].write(arr.tobytes())
+                rows.append(CodeEntry(info["id"], info["speaker"], split, offsets[split], int(arr.shape[0])))
+                offsets[split] += int(arr.shape[0])
+        finally:
+            for f in files.values():
+                f.close()
+        with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(asdict(row)) + "\n")
+        write_json_atomic(tmp / "meta.json", meta)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

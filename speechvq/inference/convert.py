@@ -34,10 +34,12 @@ class Job:
 
     @property
     def utterance(self) -> str:
+        """The source file's stem."""
         return self.source.stem
 
     @property
     def output_name(self) -> str:
+        """File name of the output: ``<source_speaker>_<stem>_to_<target>.wav``."""
         return f"{self.source_speaker}_{self.utterance}_to_{self.target_speaker}.wav"
 
 
@@ -72,13 +74,19 @@ def plan_jobs(sources: Sequence[Path], targets: Sequence[str] | None, source_spe
     """Jobs for every source x target; targets None means reconstruction (target = source speaker).
 
     The source speaker is `source_speaker` when given, else the input's parent folder name.
+    A source or target given twice yields one job; two different sources that would write
+    the same output file (same speaker folder name and stem) are refused with a SpeechVQError.
     """
-    jobs = []
+    jobs: dict[str, Job] = {}
     for src in sources:
         spk = source_speaker or src.resolve().parent.name
         for target in targets or [spk]:
-            jobs.append(Job(src, spk, target))
-    return jobs
+            job = Job(src, spk, target)
+            other = jobs.setdefault(job.output_name, job)
+            if other.source.resolve() != src.resolve():
+                raise SpeechVQError(f"{src} and {other.source} would both be written as {job.output_name}; "
+                                    "rename one or convert them in separate runs")
+    return list(jobs.values())
 
 
 def run_jobs(
@@ -134,7 +142,10 @@ def run_jobs(
 def _merge_conversions(path: Path, rows: list[dict]) -> None:
     """Rewrite conversions.jsonl atomically: earlier rows for other outputs are kept."""
     new_outputs = {r["output"] for r in rows}
-    old = [r for r in read_jsonl(path) if r.get("output") not in new_outputs] if path.is_file() else []
+    try:
+        old = [r for r in read_jsonl(path) if r.get("output") not in new_outputs] if path.is_file() else []
+    except (ValueError, AttributeError):
+        raise SpeechVQError(f"{path}: malformed JSON lines; move it away to start a new list") from None
     write_jsonl_atomic(path, old + sorted(rows, key=lambda r: r["output"]))
 
 

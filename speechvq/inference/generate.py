@@ -201,7 +201,7 @@ def generate(
             ceil(lengths[b] / hop) frames.
         speaker: (B,) int64 speaker indices.
         lengths: (B,) ints, samples to generate per utterance (1 <= n <= F * hop).
-        temperature: sampling temperature (> 0; 0 means argmax).
+        temperature: sampling temperature (>= 0; 0 means argmax).
         argmax: take the most probable value instead of sampling.
         seed: seed of the noise generator; None draws a fresh seed.
         progress: show a tqdm bar counting generated samples.
@@ -238,10 +238,9 @@ def generate(
 
     hop = decoder.hop_length
     audio = [np.zeros(n, dtype=np.float32) for n in lengths]
-    bar = tqdm(total=sum(lengths), unit="sample", unit_scale=True, disable=not progress, desc="generate")
-    with context:
+    with context, tqdm(total=sum(lengths), unit="sample", unit_scale=True, disable=not progress,
+                       desc="generate") as bar:
         _generate_frames(engine, lengths, output, generator, bar, audio, hop, device)
-    bar.close()
     return audio
 
 

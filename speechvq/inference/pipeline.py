@@ -76,10 +76,12 @@ class SpeechVQ:
         """Generate audio for many code sequences at once (one batch, different lengths and speakers).
 
         codes: sequences of (F_i,) ints in [0, K); speakers: one name per sequence.
-        Returns (64 * F_i,) float32 waveforms at 16 kHz.
+        Returns (64 * F_i,) float32 waveforms at 16 kHz (an empty list for no sequences).
         """
         if len(codes) != len(speakers):
             raise ValueError("decode_batch: one speaker per code sequence")
+        if not codes:
+            return []
         rows = [self.speaker_index(s) for s in speakers]
         lengths = [int(np.asarray(c).reshape(-1).shape[0]) for c in codes]
         for c in codes:
@@ -104,6 +106,7 @@ class SpeechVQ:
 
     def convert(self, wav: np.ndarray, speaker: str, sample_rate: int = SAMPLE_RATE, temperature: float = 1.0,
                 argmax: bool = False, seed: int | None = None) -> np.ndarray:
-        """Voice conversion: (n,) waveform -> (64 * ceil(n / 64),) float32 at 16 kHz in `speaker`'s voice."""
+        """Voice conversion: (n,) waveform at `sample_rate` -> (64 * ceil(n' / 64),) float32 at 16 kHz in
+        `speaker`'s voice, n' = the input's length at 16 kHz."""
         self.speaker_index(speaker)
         return self.decode(self.encode(wav, sample_rate), speaker, temperature=temperature, argmax=argmax, seed=seed)

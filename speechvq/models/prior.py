@@ -111,10 +111,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced pass: x (B, F, D), cos/sin (F, Dh) -> (B, F, D)."""
         x = x + self.attn(self.norm1(x), cos, sin)
         return x + self.mlp(self.norm2(x))
 
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """One new position: x (B, 1, D), cos/sin (1, Dh) -> (B, 1, D); appends to `cache`'s `layer`."""
         x = x + self.attn.step(self.norm1(x), cos, sin, cache, layer)
         return x + self.mlp(self.norm2(x))
 
