@@ -1,0 +1,105 @@
+"""Config -> model objects: the only module that reads configs (models take plain arguments).
+
+The model config is the ``model`` node of ``configs/train.yaml`` (a preset from
+``configs/model/`` with the quantizer group placed at ``model.quantizer``)::
+
+    num_codes: 512          # K
+    code_dim: 64            # D
+    encoder: {channels, num_downsamples, num_res_blocks, res_channels}
+    decoder: {speaker_dim, cond_channels, residual_channels, gate_channels, skip_channels,
+              layers, stacks, kernel_size, output, mixtures, ...}
+    quantizer: {type: ema|vq, num_codes, dim, beta, ...}
+
+Every key under ``encoder``/``decoder``/``quantizer`` (except ``quantizer.type``) is passed to
+the module's constructor as a keyword argument, so a misspelt key fails loudly, naming it.
+Configs may be OmegaConf nodes or the plain dicts stored in checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from speechvq.errors import SpeechVQError
+from speechvq.models.decoder import Decoder
+from speechvq.models.encoder import Encoder
+from speechvq.models.prior import Prior
+from speechvq.models.vqvae import VQVAE
+from speechvq.quantization.vq import EMAVectorQuantizer, VectorQuantizer
+
+QUANTIZERS = {"ema": EMAVectorQuantizer, "vq": VectorQuantizer}
+
+
+def _plain(cfg: Mapping | DictConfig, name: str) -> dict[str, Any]:
+    """A config node as a resolved plain dict; SpeechVQError naming `name` if it is not a mapping."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, Mapping):
+        raise SpeechVQError(f"config {name}: expected a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
+
+
+def _construct(cls: type, kwargs: dict[str, Any], name: str):
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # unknown or missing keyword: a config mistake
+        raise SpeechVQError(f"config {name}: {exc}") from None
+
+
+def build_encoder(model_cfg: Mapping | DictConfig) -> Encoder:
+    """``model.encoder`` (+ ``model.code_dim`` as its output dimension) -> `Encoder`."""
+    model = _plain(model_cfg, "model")
+    kwargs = _plain(model.get("encoder", {}), "model.encoder")
+    return _construct(Encoder, {**kwargs, "dim": model["code_dim"]}, "model.encoder")
+
+
+def build_quantizer(model_cfg: Mapping | DictConfig):
+    """``model.quantizer`` -> `EMAVectorQuantizer` (type ema) or `VectorQuantizer` (type vq)."""
+    kwargs = _plain(_plain(model_cfg, "model").get("quantizer", {}), "model.quantizer")
+    kind = kwargs.pop("type", "ema")
+    if kind not in QUANTIZERS:
+        raise SpeechVQError(f"config model.quantizer.type={kind!r}: choose one of {sorted(QUANTIZERS)}")
+    return _construct(QUANTIZERS[kind], kwargs, "model.quantizer")
+
+
+def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int) -> Decoder:
+    """``model.decoder`` (+ ``model.code_dim``, the number of speakers) -> `Decoder`."""
+    model = _plain(model_cfg, "model")
+    kwargs = _plain(model.get("decoder", {}), "model.decoder")
+    if num_speakers < 1:
+        raise SpeechVQError(f"num_speakers={num_speakers}: a decoder needs at least one speaker")
+    return _construct(
+        Decoder, {**kwargs, "code_dim": model["code_dim"], "num_speakers": int(num_speakers)}, "model.decoder"
+    )
+
+
+def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int) -> VQVAE:
+    """The ``model`` config node and the number of training speakers -> a freshly initialised `VQVAE`."""
+    model = _plain(model_cfg, "model")
+    for key in ("num_codes", "code_dim"):
+        if key not in model:
+            raise SpeechVQError(f"config model.{key} is missing")
+    quantizer = build_quantizer(model)
+    if int(quantizer.num_codes) != int(model["num_codes"]) or int(quantizer.dim) != int(model["code_dim"]):
+        raise SpeechVQError(
+            f"config model.quantizer (num_codes={quantizer.num_codes}, dim={quantizer.dim}) disagrees with "
+            f"model.num_codes={model['num_codes']}, model.code_dim={model['code_dim']}"
+        )
+    return VQVAE(build_encoder(model), quantizer, build_decoder(model, num_speakers))
+
+
+def build_prior(prior_cfg: Mapping | DictConfig, num_codes: int, num_speakers: int) -> Prior:
+    """The ``prior`` config node (``configs/prior/*.yaml``), codebook size K and number of speakers -> `Prior`.
+
+    ``speaker_conditioning: false`` builds an unconditional prior whatever `num_speakers` is;
+    the other keys (dim, layers, heads, max_len, dropout, zero_init_output) are passed on.
+    """
+    kwargs = _plain(prior_cfg, "prior")
+    conditioned = bool(kwargs.pop("speaker_conditioning", True))
+    kwargs.update(num_codes=int(num_codes), num_speakers=int(num_speakers) if conditioned else 0)
+    try:
+        return _construct(Prior, kwargs, "prior")
+    except ValueError as exc:  # inconsistent sizes, e.g. dim not a multiple of 2 * heads
+        raise SpeechVQError(f"config prior: {exc}") from None

@@ -1,0 +1,80 @@
+"""Data-parallel set-up under torchrun: process group, device, rank helpers.
+
+torchrun (``python -m torch.distributed.run --nproc_per_node N ...``) sets ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE``; without them training runs in one process. The backend is
+NCCL on CUDA and gloo on CPU. Rank 0 alone logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from speechvq.errors import SpeechVQError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: ``rank`` of ``world_size`` processes, ``device`` it trains on."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        """True under torchrun with more than one process (and a process group initialised)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0: the process that logs, validates and checkpoints."""
+        return self.rank == 0
+
+
+def _choose_device(preference: str, local_rank: int) -> torch.device:
+    if preference not in ("auto", "cpu", "cuda"):
+        raise SpeechVQError(f"trainer.device={preference!r}: choose auto, cpu or cuda")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise SpeechVQError("trainer.device=cuda: no CUDA device is available")
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def setup_distributed(device: str = "auto") -> DistContext:
+    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1) and pick the device.
+
+    Args:
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``; under torchrun
+            each process takes ``cuda:LOCAL_RANK``.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ctx = DistContext(rank, local_rank, world_size, _choose_device(device, local_rank))
+    if ctx.device.type == "cuda":
+        torch.cuda.set_device(ctx.device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if ctx.device.type == "cuda" else "gloo"
+        if ctx.device.type == "cuda":
+            dist.init_process_group(backend, device_id=ctx.device)
+        else:
+            dist.init_process_group(backend)
+    return ctx
+
+
+def teardown_distributed() -> None:
+    """Destroy the process group if one was initialised (safe to call always)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if ctx.distributed:
+        dist.barrier()

@@ -1,0 +1,95 @@
+"""Every config composes and builds; presets have the shapes they promise; values have one source."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from speechvq.config import compose, config_dir
+from speechvq.models.builders import build_vqvae
+
+REQUIRED = ["run_dir=RUN", "data.prepared=PREP"]
+GROUPS = ("data", "model", "quantizer", "trainer", "experiment")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override", [f"{group}={option}" for group in GROUPS for option in _options(group)]
+)
+def test_every_group_option_composes_and_resolves(override):
+    cfg = compose("train", REQUIRED + [override])
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert plain["model"]["quantizer"]["num_codes"] == plain["model"]["num_codes"]
+    assert plain["model"]["quantizer"]["dim"] == plain["model"]["code_dim"]
+    assert plain["data"]["segment_samples"] % 64 == 0
+
+
+def test_every_group_has_options_and_train_yaml_requires_run_dir_and_data():
+    for group in ("data", "model", "quantizer", "trainer"):
+        assert _options(group), group
+    cfg = compose("train")
+    assert OmegaConf.is_missing(cfg, "run_dir")
+    assert OmegaConf.is_missing(cfg.data, "prepared")
+
+
+@pytest.mark.skipif(not (config_dir() / "train_prior.yaml").is_file(), reason="no train_prior.yaml yet")
+def test_train_prior_yaml_composes():
+    cfg = compose("train_prior", ["run_dir=RUN", "codes=CODES"])
+    assert OmegaConf.to_container(cfg, resolve=True) is not None
+
+
+def test_interpolation_gives_one_source_for_codebook_size():
+    cfg = compose("train", REQUIRED + ["model.num_codes=128", "model.code_dim=16", "quantizer=vq"])
+    assert cfg.model.quantizer.num_codes == 128 and cfg.model.quantizer.dim == 16
+
+
+@pytest.mark.parametrize("quantizer", _options("quantizer"))
+def test_tiny_preset_builds_and_runs(quantizer):
+    torch.manual_seed(0)
+    cfg = compose("train", REQUIRED + ["model=tiny", f"quantizer={quantizer}"])
+    assert cfg.model.num_codes == 512  # the tiny preset keeps the paper's codebook
+    model = build_vqvae(cfg.model, num_speakers=3).eval()
+    wav = 0.1 * torch.randn(2, 700)
+    with torch.no_grad():
+        out = model(wav, torch.tensor([0, 2]))
+    assert out.nll.shape == (2, 700)
+    assert out.vq.codes.shape == (2, 11)
+    assert torch.isfinite(out.loss)
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_reference_preset_is_the_design_decoder():
+    cfg = compose("train", REQUIRED + ["model=reference"])
+    d = cfg.model.decoder
+    assert (d.output, d.layers, d.stacks, d.residual_channels, d.gate_channels, d.skip_channels, d.kernel_size) == (
+        "mulaw", 20, 2, 64, 128, 128, 2)
+    assert (d.cond_channels, d.speaker_dim) == (64, 64)
+    model = build_vqvae(cfg.model, num_speakers=4)
+    dilations = [layer.dilation for layer in model.decoder.wavenet.modules() if isinstance(layer, torch.nn.Conv1d)
+                 and layer.kernel_size == (2,)]
+    assert sorted(d[0] for d in dilations) == sorted([2**i for i in range(10)] * 2)
+
+
+def test_paper_preset_sizes():
+    cfg = compose("train", REQUIRED + ["model=paper"])
+    d = cfg.model.decoder
+    assert (d.layers, d.stacks, d.residual_channels, d.gate_channels, d.skip_channels) == (30, 3, 256, 512, 256)
+    assert cfg.model.encoder.channels == 256
+    model = build_vqvae(cfg.model, num_speakers=109)
+    tiny = build_vqvae(compose("train", REQUIRED).model, num_speakers=109)
+    assert _params(model.decoder) > 20 * _params(tiny.decoder)
+
+
+def test_misspelt_model_key_is_a_one_line_error():
+    from speechvq.errors import SpeechVQError
+
+    cfg = compose("train", REQUIRED + ["+model.decoder.layerz=3"])
+    with pytest.raises(SpeechVQError, match="model.decoder.*layerz"):
+        build_vqvae(cfg.model, num_speakers=2)

@@ -1,0 +1,187 @@
+"""train(cfg): run directory contents, exact resume, update skipping, refused checkpoints, info."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from speechvq.checkpoint import FORMAT_VERSION, save_checkpoint
+from speechvq.cli import main as cli_main
+from speechvq.config import compose
+from speechvq.errors import CheckpointError
+from speechvq.models.builders import build_vqvae
+from speechvq.models.loading import load_vqvae
+from speechvq.training.loop import BatchSchedule, Trainer, lr_factor, train
+from vqvae_testutils import micro_overrides, write_prepared_corpus
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    torch.set_num_threads(1)
+    return write_prepared_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def full_run(prepared, tmp_path_factory):
+    """An uninterrupted 6-step run (checkpoints at 3 and 6, validation at 3 and 6)."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    result = train(compose("train", micro_overrides(run, prepared)))
+    return run, result
+
+
+def test_run_directory_layout(full_run):
+    run, result = full_run
+    assert result.step == 6 and result.skipped_updates == 0
+    assert (run / "config.yaml").is_file()
+    assert "num_codes: 32" in (run / "config.yaml").read_text()
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.pt", "last.pt", "step_0000003.pt", "step_0000006.pt"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"audio": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/grad_norm", "train/skipped_updates", "train/lr", "train/perplexity",
+            "valid/nll_bits_per_sample", "valid/used_codes"} <= set(tags["scalars"])
+    assert "valid/code_usage" in tags["histograms"]
+    assert any(tag.endswith("teacher_forced") for tag in tags["audio"])
+    assert set(result.valid) == {"nll_bits_per_sample", "perplexity", "used_codes"}
+    assert 0 < result.valid["nll_bits_per_sample"] < 9
+
+
+def test_checkpoint_is_self_contained_and_loads(full_run):
+    run, result = full_run
+    model, speakers, payload = load_vqvae(run / "checkpoints" / "last.pt")
+    assert speakers == ["alice", "bob"]
+    assert payload["step"] == 6 and payload["kind"] == "vqvae"
+    assert {"optimizer", "scheduler", "scaler", "rng", "config"} <= set(payload)
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in payload["model"])
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_resume_after_kill_equals_uninterrupted_run(full_run, prepared, tmp_path):
+    """A run killed right after its step-3 checkpoint, then resumed, ends with identical weights."""
+    full, result = full_run
+    killed = tmp_path / "killed"
+    (killed / "checkpoints").mkdir(parents=True)
+    shutil.copy(full / "checkpoints" / "step_0000003.pt", killed / "checkpoints" / "last.pt")
+    resumed = train(compose("train", micro_overrides(killed, prepared)))
+    assert resumed.step == 6
+    expected = result.model.state_dict()
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_trainer_resume_false_starts_over(full_run, prepared, tmp_path):
+    run = tmp_path / "again"
+    shutil.copytree(full_run[0], run)
+    result = train(compose("train", micro_overrides(run, prepared, "trainer.max_steps=1", "trainer.resume=false")))
+    assert result.step == 1
+
+
+def test_every_update_skipped_above_threshold(prepared, tmp_path):
+    overrides = micro_overrides(tmp_path / "run", prepared, "trainer.grad_skip_threshold=1e-12",
+                                "trainer.max_steps=3", "trainer.valid_every=100")
+    cfg = compose("train", overrides)
+    torch.manual_seed(cfg.seed)
+    initial = build_vqvae(cfg.model, num_speakers=2).state_dict()
+    result = train(cfg)
+    assert result.skipped_updates == 3
+    params = dict(result.model.named_parameters())
+    for name, value in params.items():
+        assert torch.equal(value.detach(), initial[name]), name
+
+
+class _Items(torch.utils.data.Dataset):
+    """4 items; items 1 and 3 make the loss NaN."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return {"x": torch.full((3,), float(index + 1)), "poison": torch.tensor(index % 2 == 1)}
+
+
+def _collate(items):
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+def _loss(model, batch):
+    loss = model(batch["x"]).pow(2).mean()
+    if bool(batch["poison"].any()):
+        loss = loss * float("nan")
+    return loss, {}
+
+
+def test_non_finite_gradients_skip_the_update(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    cfg = compose("train", ["run_dir=R", "data.prepared=P", "trainer=debug", "trainer.max_steps=8"]).trainer
+    trainer = Trainer(model, _loss, lambda epoch: _Items(), _collate, cfg, tmp_path / "run", kind="vqvae",
+                      config={"model": {}}, batch_size=1)
+    result = trainer.fit()
+    assert result.skipped_updates == 4  # two epochs of 4 items, half of them poisoned
+    assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)
+    payload = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["skipped_updates"] == 4
+
+
+def test_batch_schedule_partitions_each_epoch_across_ranks():
+    ranks = [BatchSchedule(10, 2, world_size=2, rank=r, seed=3) for r in range(2)]
+    assert ranks[0].steps_per_epoch == 2
+    seen = [i for r in ranks for batch in r.epoch_batches(1) for i in batch]
+    assert len(seen) == len(set(seen)) == 8
+    assert ranks[0].epoch_batches(0) != ranks[0].epoch_batches(1)
+    assert ranks[0].locate(5) == (2, 1)
+
+
+def test_lr_schedule_warms_up_and_decays():
+    factors = [lr_factor(s, 100, 10, "cosine", 0.1) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[100] == pytest.approx(0.1)
+    assert lr_factor(100, 100, 10, "exponential", 0.1) == pytest.approx(0.1)
+    assert math.isclose(lr_factor(55, 100, 10, "exponential", 0.01), 0.1)
+
+
+def test_other_kind_or_newer_checkpoint_is_refused(full_run, prepared, tmp_path):
+    run = tmp_path / "other"
+    (run / "checkpoints").mkdir(parents=True)
+    save_checkpoint(run / "checkpoints" / "last.pt", {"kind": "prior", "model": {}})
+    with pytest.raises(CheckpointError, match="prior"):
+        train(compose("train", micro_overrides(run, prepared)))
+    payload = torch.load(full_run[0] / "checkpoints" / "last.pt", weights_only=True)
+    newer = tmp_path / "newer.pt"
+    torch.save({**payload, "format_version": FORMAT_VERSION + 1}, newer)
+    with pytest.raises(CheckpointError, match="newer"):
+        load_vqvae(newer)
+
+
+def test_mismatched_weights_are_refused_naming_the_file(full_run, tmp_path):
+    payload = torch.load(full_run[0] / "checkpoints" / "last.pt", weights_only=True)
+    payload["config"]["model"]["decoder"]["layers"] = 5
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, payload)
+    with pytest.raises(CheckpointError, match=r"bad\.pt.*(missing|unexpected|shape)"):
+        load_vqvae(bad)
+
+
+def test_info_cli(full_run, capsys):
+    assert cli_main(["info", str(full_run[0]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "vqvae" and info["speakers"] == ["alice", "bob"]
+    assert info["step"] in (3, 6)  # best.pt
+    assert info["model"]["num_codes"] == 32 and info["code_usage"]["num_codes"] == 32
+    assert cli_main(["info", str(full_run[0])]) == 0
+    assert "speakers (2): alice, bob" in capsys.readouterr().out
+
+
+def test_train_cli_reports_missing_values(capsys):
+    assert cli_main(["train", "model=tiny"]) == 2
+    assert "run_dir" in capsys.readouterr().err
