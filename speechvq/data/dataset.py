@@ -151,10 +151,9 @@ class SegmentDataset(torch.utils.data.Dataset):
     - "phones": (T/64,) int64, `phone_vocab` index of the phone at each frame centre, -1
       where unknown (no alignment, no phone, padding, or a label not in the vocabulary)
 
-    Randomness: the start is drawn from a generator seeded by (seed, epoch, index, how often
-    this process has read the index, the DataLoader worker's seed), so segments differ from
-    epoch to epoch and are reproducible under a fixed torch seed and worker count.
-    `set_epoch` makes epochs reproducible individually.
+    Randomness: the start is drawn from a generator seeded by (seed, epoch, index) only, so
+    segments differ from epoch to epoch (call `set_epoch`) and are the same whatever the
+    number of DataLoader workers or the order of reads: a resumed run sees the same data.
     """
 
     def __init__(self, corpus: PreparedCorpus, split: str, segment_samples: int, speakers: list[str],
@@ -175,7 +174,6 @@ class SegmentDataset(torch.utils.data.Dataset):
         if unknown:
             raise UnknownSpeakerError(f"speaker(s) {', '.join(unknown[:5])} of split {split!r} "
                                       "are not in the speaker list")
-        self._visits: dict[int, int] = {}
         self._frame_labels: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -190,7 +188,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         T = self.segment_samples
         start = 0
         if utt.num_samples > T:
-            start = HOP_LENGTH * int(self._rng(index).integers(0, (utt.num_samples - T) // HOP_LENGTH + 1))
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            start = HOP_LENGTH * int(rng.integers(0, (utt.num_samples - T) // HOP_LENGTH + 1))
         length = min(T, utt.num_samples - start)
         audio = np.zeros(T, dtype=np.float32)
         audio[:length] = self.corpus.audio(utt, start, length)
@@ -205,13 +204,6 @@ class SegmentDataset(torch.utils.data.Dataset):
             "speaker": torch.tensor(self.speaker_index[utt.speaker], dtype=torch.int64),
             "phones": torch.from_numpy(phones),
         }
-
-    def _rng(self, index: int) -> np.random.Generator:
-        visit = self._visits.get(index, 0)
-        self._visits[index] = visit + 1
-        worker = torch.utils.data.get_worker_info()
-        worker_seed = 0 if worker is None else int(worker.seed) % 2**63
-        return np.random.default_rng([self.seed, self.epoch, index, visit, worker_seed])
 
     def _labels(self, index: int) -> np.ndarray:
         """(ceil(n/64),) int64 phone indices of utterance `index`'s frames (cached)."""

@@ -40,8 +40,8 @@ drawn from a generator seeded with (seed, e), cut into global batches of
 ``batch_size * world_size`` items of which each rank takes its slice; each epoch gets a
 fresh dataset from `dataset_factory` (and a DataLoader whose worker seeds derive from
 (seed, e)). Together with the checkpointed model, optimizer, scheduler, scaler and RNG
-states this makes a resumed CPU run (``num_workers=0``) end with exactly the weights of an
-uninterrupted one.
+states (and segments that depend only on (seed, epoch, index)) this makes a resumed CPU run
+end with exactly the weights of an uninterrupted one, whatever the number of data workers.
 """
 
 from __future__ import annotations
