@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 def sine(seconds: float, sr: int = 16000, freq: float = 440.0, amplitude: float = 0.5,
@@ -121,3 +122,13 @@ def write_vctk_corpus_fixture():
 @pytest.fixture(name="write_raw_textgrid")
 def write_raw_textgrid_fixture():
     return write_raw_textgrid
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs torch on one thread: the models here are tiny, and intra-op threads only
+    add synchronisation (and oversubscribe the 2-core test machines)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ from speechvq.audio import mulaw_encode
 from speechvq.errors import SpeechVQError
 from speechvq.models.decoder import Decoder
 from speechvq.modules.output import DiscretizedLogisticMixture, MuLawCategorical
-from wavenet_testutils import CODE_DIM, HOP, NUM_SPEAKERS, one_thread, tiny_decoder  # noqa: F401  (one_thread: autouse fixture)
+from wavenet_testutils import CODE_DIM, HOP, NUM_SPEAKERS, tiny_decoder
 
 
 def _batch(batch=2, length=22, seed=1):

@@ -26,13 +26,6 @@ from vqvae_testutils import MICRO_MODEL, write_prepared_corpus
 SPEAKERS = ["alice", "bob"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):

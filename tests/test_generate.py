@@ -6,7 +6,7 @@ import torch
 
 from speechvq.errors import SpeechVQError
 from speechvq.inference.generate import generate
-from wavenet_testutils import CODE_DIM, HOP, one_thread, tiny_decoder  # noqa: F401  (one_thread: autouse fixture)
+from wavenet_testutils import CODE_DIM, HOP, tiny_decoder
 
 
 def _decoder(output="mulaw", seed=0):

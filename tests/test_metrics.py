@@ -36,14 +36,6 @@ def espeak(path, text: str, voice: str, speed: int = 175) -> np.ndarray:
     return load_audio(path)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the speaker encoder's LSTM is much slower with threads on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory):

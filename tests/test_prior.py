@@ -14,14 +14,6 @@ from speechvq.models.prior import Prior, unigram_entropy_bits
 K = 512
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_prior(num_speakers: int = 0, zero_init_output: bool = False, seed: int = 0) -> Prior:
     """A 2-layer prior in eval mode; a random output layer unless `zero_init_output`."""

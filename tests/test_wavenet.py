@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from speechvq.modules.wavenet import NumpyStepper, TorchStepper, WaveNet
-from wavenet_testutils import HOP, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from wavenet_testutils import HOP
 
 
 def _net(global_channels=5, layers=6, stacks=2, seed=0):

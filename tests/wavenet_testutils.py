@@ -1,9 +1,5 @@
-"""Shared by the decoder, WaveNet and generation tests: a tiny Decoder factory and a one-thread fixture.
+"""Shared by the decoder, WaveNet and generation tests: a tiny Decoder factory."""
 
-Test modules import `one_thread` so that pytest applies it (autouse) to their tests.
-"""
-
-import pytest
 import torch
 
 from speechvq.models.decoder import Decoder
@@ -11,15 +7,6 @@ from speechvq.models.decoder import Decoder
 HOP = 4  # samples per conditioning frame in the tiny models (the real model uses 64)
 CODE_DIM = 6
 NUM_SPEAKERS = 3
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_decoder(output: str = "mulaw", seed: int = 0, head_gain: float = 1.0) -> Decoder:

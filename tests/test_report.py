@@ -1,0 +1,164 @@
+"""The samples page: built from a tiny fake run directory; every referenced file exists."""
+
+from __future__ import annotations
+
+import html.parser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechvq.analysis.report import build_report, headline_figures, read_scalars
+from speechvq.audio import save_wav
+from speechvq.fileio import write_json_atomic, write_jsonl_atomic
+from speechvq.data.codes import write_corpus_codes
+
+
+class _Refs(html.parser.HTMLParser):
+    """Collects src/href attributes and counts tags."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: dict[str, int] = {}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        self.refs.extend(v for k, v in attrs if k in ("src", "href") and v)
+
+
+def _parse(index: Path) -> _Refs:
+    parser = _Refs()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser
+
+
+def _tone(path: Path, hz: float, seconds: float = 0.25) -> Path:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return save_wav(path, 0.3 * np.sin(2 * np.pi * hz * t))
+
+
+def make_fake_run(root: Path, with_tb: bool = True) -> Path:
+    """A run directory as recipes/vctk/run.sh leaves it, with tiny contents."""
+    run = root / "run"
+    corpus = root / "corpus"
+    sources = {spk: _tone(corpus / spk / "u1.wav", hz) for spk, hz in (("A", 220.0), ("B", 330.0))}
+    write_jsonl_atomic(run / "data" / "manifest.jsonl", [
+        {"id": f"{spk}_u1", "speaker": spk, "split": "test", "num_samples": 4000, "offset": 0,
+         "source": str(p), "text": "a tone", "alignment": None} for spk, p in sources.items()])
+    conv = run / "convert" / "conversions"
+    converted = _tone(conv / "A_u1_to_B.wav", 300.0)
+    write_jsonl_atomic(conv / "conversions.jsonl", [
+        {"source": str(sources["A"]), "source_speaker": "A", "utterance": "u1", "target_speaker": "B",
+         "output": str(converted)}])
+    rec = run / "convert" / "reconstructions"
+    _tone(rec / "A_u1_to_A.wav", 225.0)
+    write_jsonl_atomic(rec / "conversions.jsonl", [
+        {"source": str(sources["A"]), "source_speaker": "A", "utterance": "u1", "target_speaker": "A", "output": "A_u1_to_A.wav"}])
+    _tone(run / "prior" / "samples" / "B.wav", 440.0)
+    write_json_atomic(run / "prior" / "evaluate.json", {"prior_bits_per_code": 5.1, "unigram_bits_per_code": 7.9,
+                                                         "bitrate_bits_per_second": 1275.0})
+    write_json_atomic(run / "vqvae" / "diagnose.json", {
+        "perplexity": 120.5, "used_codes": 300, "dead_codes": 212, "nll_true_bits_per_sample": 3.1,
+        "nll_other_bits_per_sample": 4.2, "collapse_gap_bits_per_sample": 1.1})
+    write_json_atomic(run / "probe" / "probe.json", {
+        "many_to_one_accuracy": 0.42, "majority_baseline": 0.12, "pnmi": 0.3, "num_frames": 1000,
+        "per_phone_f1": {"aa": 0.5, "sil": 0.9}})
+    from speechvq.analysis.report import _figure  # a real PNG, as the probe writes
+
+    fig = _figure(1, 1)
+    fig.add_subplot(1, 1, 1).plot([0, 1])
+    fig.savefig(run / "probe" / "confusion.png")
+    write_json_atomic(run / "score" / "conversions.json", {
+        "conversions": [{"output": str(converted), "target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": True,
+                         "mcd_db": 6.25, "code_agreement": 0.5}],
+        "pairs": {"A->B": {"target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": 1.0,
+                                              "mcd_db": None, "code_agreement": 0.5}},
+        "overall": {"target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": 1.0, "mcd_db": None,
+                    "code_agreement": 0.5}})
+    rng = np.random.default_rng(0)
+    write_corpus_codes(run / "codes", [({"id": "A_u1", "speaker": "A", "split": "train"}, rng.integers(0, 40, 60)),
+                                       ({"id": "B_u1", "speaker": "B", "split": "test"}, rng.integers(0, 80, 60))],
+                       {"num_codes": 512})
+    if with_tb:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run / "vqvae" / "tb"))
+        for step in range(5):
+            writer.add_scalar("train/loss", 5.0 - step, step)
+            writer.add_scalar("valid/perplexity", 10.0 + step, step)
+        writer.close()
+    return run
+
+
+def test_page_references_only_existing_relative_files(tmp_path):
+    run = make_fake_run(tmp_path)
+    index = build_report(run)
+    assert index == run / "report" / "index.html"
+    page = _parse(index)
+    assert page.refs, "the page references no files"
+    for ref in page.refs:
+        assert not ref.startswith(("/", "file:", "http:", "https:")), ref
+        assert (index.parent / ref).is_file(), ref
+    # original + reconstruction + one conversion + one prior sample, each with a spectrogram
+    assert page.tags["audio"] == 4
+    audio_refs = [r for r in page.refs if r.endswith(".wav")]
+    assert len(set(audio_refs)) == 4
+    text = index.read_text()
+    for section in ("samples", "prior", "probe", "codes", "curves", "scores", "summary"):
+        assert f"id='{section}'" in text, section
+    assert "converted to B" in text and "reconstruction (A)" in text
+    assert "similarity to target 0.8 / source 0.6 · MCD 6.25 dB · code agreement 0.5" in text
+    assert "valid/perplexity" in read_scalars(run / "vqvae" / "tb")
+    # the page survives being moved elsewhere (relative links only)
+    moved = tmp_path / "moved"
+    (run / "report").rename(moved)
+    assert all((moved / r).is_file() for r in _parse(moved / "index.html").refs)
+
+
+def test_missing_parts_are_noted_not_fatal(tmp_path):
+    run = make_fake_run(tmp_path, with_tb=False)
+    (run / "probe" / "probe.json").unlink()
+    (run / "probe" / "confusion.png").unlink()
+    (run / "convert" / "conversions" / "A_u1_to_B.wav").unlink()
+    index = build_report(run)
+    text = index.read_text()
+    assert "id='probe'" not in text and "id='curves'" not in text
+    assert "no probe results" in text and "training curves left out" in text
+    assert "A_u1_to_B.wav: file missing" in text
+    assert _parse(index).tags["audio"] == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    page = _parse(build_report(empty))
+    assert "audio" not in page.tags and page.refs == []
+
+
+def test_headline_figures(tmp_path):
+    run = make_fake_run(tmp_path, with_tb=False)
+    figures = dict(headline_figures(run))
+    assert figures["probe many-to-one accuracy"] == "0.420 vs majority baseline 0.120 (3.5x)"
+    assert figures["collapse gap"] == "1.100 bits/sample (own codes 3.100, other codes 4.200)"
+    assert figures["speaker similarity"] == "target 0.800 vs source 0.600"
+    assert figures["conversion MCD"] == "– (no parallel references)"
+    assert figures["closer to target"] == "100% of conversions"
+    assert headline_figures(tmp_path / "nothing") == []
+
+
+def test_cli_report(tmp_path, capsys):
+    from speechvq.cli import main
+
+    run = make_fake_run(tmp_path, with_tb=False)
+    assert main(["report", str(run), "--out", str(tmp_path / "page"), "--utterances", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert Path(lines[-1]) == tmp_path / "page" / "index.html"
+    assert any(line.startswith("collapse gap:") for line in lines)
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("bad", ["{not json", "[1, 2]"])
+def test_unreadable_json_is_left_out(tmp_path, bad):
+    run = make_fake_run(tmp_path, with_tb=False)
+    (run / "vqvae" / "diagnose.json").write_text(bad)
+    text = build_report(run).read_text()
+    assert "diagnose.json" in text and "left out" in text
+    assert "collapse gap" not in dict(headline_figures(run))
