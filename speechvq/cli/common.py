@@ -57,3 +57,26 @@ def setup_compute(args: argparse.Namespace) -> "torch.device":
     if requested is None:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(requested)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser, config_name: str) -> None:
+    """Positional hydra KEY=VALUE overrides of configs/<config_name>.yaml, and --print-config."""
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help=f"hydra overrides of configs/{config_name}.yaml")
+    parser.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+
+
+def compose_config(config_name: str, overrides: list[str], example: str):
+    """Compose configs/<config_name>.yaml with `overrides`; mistakes become one-line SpeechVQErrors.
+
+    `example` shows the required overrides in the message (e.g. "run_dir=RUN codes=DIR").
+    """
+    from speechvq.config import compose
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise SpeechVQError(f"expected key=value overrides, got {bad[0]!r} (e.g. {example})")
+    try:
+        return compose(config_name, overrides)
+    except Exception as exc:  # hydra's composition errors: unknown group option, bad override syntax
+        raise SpeechVQError(f"config: {str(exc).splitlines()[0]}") from None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.config import compose, config_dir
-from speechvq.errors import SpeechVQError
+from speechvq.cli.common import add_override_arguments, compose_config
+from speechvq.config import config_dir
 
 
 def _options(group: str) -> str:
@@ -38,20 +38,13 @@ Examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="hydra overrides of configs/train_prior.yaml")
-    parser.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    add_override_arguments(parser, "train_prior")
 
 
 def run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise SpeechVQError(f"expected key=value overrides, got {bad[0]!r} (e.g. run_dir=RUN codes=DIR)")
-    try:
-        cfg = compose("train_prior", args.overrides)
-    except Exception as exc:  # hydra's composition errors: unknown group option, bad override syntax
-        raise SpeechVQError(f"config: {str(exc).splitlines()[0]}") from None
+    cfg = compose_config("train_prior", args.overrides, "run_dir=RUN codes=DIR")
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
