@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speechvq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo system-deps browser-deps bench clean
+.PHONY: install test demo system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
