@@ -37,6 +37,7 @@ def main() -> None:
             "codebook_rows_changed": int((state["quantizer.codebook"] != 0).any(dim=1).sum()),
             "step": result.step,
         }))
+    dist.barrier()  # both ranks leave together: gloo aborts a rank whose peer tears down mid-exit
     dist.destroy_process_group()
 
 
