@@ -1,1 +1,1 @@
-"""analysis"""
+"""Analysis of trained models: diagnosis, likelihood, probes, conversion metrics and scoring, the samples page."""

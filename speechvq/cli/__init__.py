@@ -1,6 +1,6 @@
 """`speechvq <command>`: one thin entry point over the package's functions.
 
-Each command lives in ``speechvq/cli/<name>.py`` and provides ``HELP`` (one line),
+Each command lives in ``speechvq/cli/<name>.py`` (its one-line help is in COMMANDS below) and provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Mistakes a user can fix raise
 `SpeechVQError` and end with a one-line message and exit status 2 (no traceback).
 """
@@ -35,12 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with a one-line message (its default) and no usage dump for our errors."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="speechvq", description="Discrete speech units with a VQ-VAE.")
+    parser = argparse.ArgumentParser(prog="speechvq", description="Discrete speech units with a VQ-VAE.")
     parser.add_argument("--version", action="version", version=f"speechvq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, (module, help_line) in COMMANDS.items():
@@ -59,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module_name, help_line = COMMANDS[name]
     module = importlib.import_module(f"speechvq.cli.{module_name}")
-    sub = _Parser(prog=f"speechvq {name}", description=getattr(module, "DESCRIPTION", help_line),
+    sub = argparse.ArgumentParser(prog=f"speechvq {name}", description=getattr(module, "DESCRIPTION", help_line),
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(sub)
     args = sub.parse_args(rest)

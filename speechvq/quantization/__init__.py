@@ -1,1 +1,1 @@
-"""quantization"""
+"""Vector quantizers (codebook loss and EMA) returning a VQResult."""
