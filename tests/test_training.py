@@ -185,3 +185,52 @@ def test_info_cli(full_run, capsys):
 def test_train_cli_reports_missing_values(capsys):
     assert cli_main(["train", "model=tiny"]) == 2
     assert "run_dir" in capsys.readouterr().err
+
+
+SOURCE_FILTER = ["model=tiny_sf", "model.decoder.cond_layers=1", "model.decoder.harmonics=4"]
+
+
+def test_source_filter_vqvae_trains_converts_and_keeps_f0_statistics(prepared, tmp_path):
+    """(b): the source-filter decoder as the VQ-VAE's decoder, end to end from config to conversion."""
+    import numpy as np
+
+    from speechvq.data.dataset import PreparedCorpus
+    from speechvq.f0 import F0Stats
+    from speechvq.inference.pipeline import SpeechVQ
+
+    run = tmp_path / "sf"
+    result = train(compose("train", micro_overrides(run, prepared, *SOURCE_FILTER)))
+    assert result.step == 6 and not result.model.autoregressive
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    corpus = PreparedCorpus(prepared)
+    stats = {k: F0Stats.from_list(v) for k, v in payload["f0_stats"].items()}
+    assert set(stats) == set(corpus.speakers)
+    for name, stat in stats.items():  # the chirps of write_prepared_corpus start at 150 + 40 s Hz and rise
+        voiced = np.concatenate([corpus.f0(u) for u in corpus.utterances("train") if u.speaker == name])
+        assert stat.median_hz == pytest.approx(float(np.exp(np.log(voiced[voiced > 0]).mean())), rel=1e-4)
+    model = SpeechVQ.from_checkpoint(run, device="cpu")
+    utt = corpus.utterances("test")[0]
+    wav = corpus.audio(utt)
+    out = model.convert(wav, speaker=corpus.speakers[-1], source_speaker=utt.speaker)
+    assert out.shape == (64 * -(-wav.shape[0] // 64),) and np.isfinite(out).all()
+    assert "source-filter" in model.decoder_name
+
+
+def test_unit_vocoder_trains_only_the_decoder_on_frozen_codes(full_run, prepared, tmp_path):
+    """(a): units_from=CKPT freezes the encoder and codebook of an autoregressive VQ-VAE."""
+    full_run = full_run[0]
+    source, _, _ = load_vqvae(full_run)
+    run = tmp_path / "vocoder"
+    # the vocoder's own model config has other encoder sizes: units_from replaces them with the source's
+    result = train(compose("train", micro_overrides(run, prepared, *SOURCE_FILTER, f"units_from={full_run}",
+                                                    "model.encoder.channels=16")))
+    vocoder = result.model
+    assert not vocoder.autoregressive
+    for name, tensor in source.encoder.state_dict().items():
+        assert torch.equal(tensor, vocoder.encoder.state_dict()[name]), name
+    for name, tensor in source.quantizer.state_dict().items():
+        assert torch.equal(tensor, vocoder.quantizer.state_dict()[name]), name
+    reloaded, _, payload = load_vqvae(run)
+    assert payload["config"]["model"]["encoder"] == load_vqvae(full_run)[2]["config"]["model"]["encoder"]
+    wav = torch.randn(1, 640) * 0.1
+    assert torch.equal(reloaded.encode(wav), source.encode(wav))

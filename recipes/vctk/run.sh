@@ -10,7 +10,9 @@
 #               --vctk-root / --corpus-root; --demo: synthesise a 6-voice espeak-ng corpus
 #   1 prepare   `speechvq align` (TextGrids from VCTK's transcripts; skipped without
 #               transcripts and for --demo, whose corpus has espeak-ng's alignments) + `speechvq prepare`
-#   2 train     `speechvq train` the VQ-VAE, then `speechvq diagnose` (codebook, collapse gap)
+#   2 train     `speechvq train` the VQ-VAE, then `speechvq diagnose` (codebook, collapse gap);
+#               with `vocoder.overrides` in the conf, also a unit vocoder on its frozen codes
+#               (`speechvq train units_from=...`), which then decodes in stages 4 and 6
 #   3 encode    `speechvq encode --data`: the codes of the whole corpus
 #   4 prior     `speechvq train-prior`, `speechvq evaluate`, `speechvq sample`
 #   5 probe     `speechvq probe` (skipped without phone alignments)
@@ -73,10 +75,11 @@ conf_threads=$(nproc) conf_synth_voices=6 conf_synth_utterances=40 conf_convert_
 conf_prior_samples_speakers=2 conf_prior_samples_seconds=2
 conf_prepare_args=() conf_align_args=() conf_train_overrides=() conf_train_diagnose_args=() conf_prior_overrides=()
 conf_prior_evaluate_args=() conf_prior_samples_args=() conf_probe_args=() conf_convert_args=() conf_score_args=()
+conf_vocoder_overrides=()
 conf_shell=$("$PY" "$RECIPE_DIR/local/conf.py" shell "$conf") || die "$conf: unreadable conf"
 eval "$conf_shell"
 threads=$conf_threads
-data=$out/data vqvae=$out/vqvae codes=$out/codes prior=$out/prior probe=$out/probe
+data=$out/data vqvae=$out/vqvae vocoder=$out/vocoder codes=$out/codes prior=$out/prior probe=$out/probe
 convert=$out/convert score=$out/score report=$out/report
 
 # The corpus root: chosen by the flags, remembered in $out/corpus_root for later partial runs.
@@ -112,6 +115,10 @@ run_stage() {
   printf 'finished=%s\nseconds=%s\n' "$(date -u +%FT%TZ)" "$seconds" > "$marker"
   echo "== stage $n ($name): done in ${seconds} s"
   timings+=("$n $name ${seconds}s")
+}
+
+decoder() {  # the checkpoint that generates audio: the unit vocoder when the run has one, else the VQ-VAE
+  if [ -d "$vocoder/checkpoints" ]; then echo "$vocoder"; else echo "$vqvae"; fi
 }
 
 need() {  # need PATH WHAT: a stage's input from an earlier stage must exist
@@ -166,6 +173,11 @@ stage_train() {
   speechvq train "run_dir=$vqvae" "data.prepared=$data" "trainer.threads=$threads" "${conf_train_overrides[@]}"
   speechvq diagnose "$vqvae" --data "$data" --json "$vqvae/diagnose.json" --threads "$threads" \
     "${conf_train_diagnose_args[@]}"
+  if [ ${#conf_vocoder_overrides[@]} -gt 0 ]; then
+    echo "unit vocoder: a source-filter decoder on the frozen codes of $vqvae"
+    speechvq train "run_dir=$vocoder" "data.prepared=$data" "units_from=$vqvae" "trainer.threads=$threads" \
+      "${conf_vocoder_overrides[@]}"
+  fi
 }
 
 stage_encode() {
@@ -184,7 +196,7 @@ stage_prior() {
   mapfile -t speakers <<< "$listing"
   local speaker
   for speaker in "${speakers[@]}"; do
-    speechvq sample "$vqvae" "$prior" --speaker "$speaker" --seconds "$conf_prior_samples_seconds" \
+    speechvq sample "$(decoder)" "$prior" --speaker "$speaker" --seconds "$conf_prior_samples_seconds" \
       --out "$prior/samples/$speaker.wav" --threads "$threads" "${conf_prior_samples_args[@]}"
   done
 }
@@ -208,11 +220,11 @@ stage_convert() {
   local targets listing
   while IFS=$'\t' read -r -u 3 targets listing; do
     tolerate_partial "convert: some sources failed (listed above); going on" \
-      speechvq convert "$vqvae" "$listing" --speaker "$targets" --out "$convert/conversions" \
+      speechvq convert "$(decoder)" "$listing" --speaker "$targets" --out "$convert/conversions" \
       --batch "$conf_convert_batch" --threads "$threads" "${conf_convert_args[@]}"
   done 3< "$convert/groups.tsv"
   tolerate_partial "reconstruct: some sources failed (listed above); going on" \
-    speechvq reconstruct "$vqvae" "$convert/sources.list" --out "$convert/reconstructions" \
+    speechvq reconstruct "$(decoder)" "$convert/sources.list" --out "$convert/reconstructions" \
     --batch "$conf_convert_batch" --threads "$threads" "${conf_convert_args[@]}"
   local ref_layout=()
   [ "$layout" != auto ] && ref_layout=(--layout "$layout")

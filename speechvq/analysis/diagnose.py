@@ -86,7 +86,9 @@ def diagnose(
     Returns:
         dict with perplexity, used_codes, dead_codes, nll_true_bits_per_sample,
         nll_other_bits_per_sample, collapse_gap_bits_per_sample, num_utterances,
-        num_samples, num_codes, split.
+        num_samples, num_codes, split. For the source-filter decoder, which has no likelihood,
+        the nll keys are null and stft_loss_true, stft_loss_other and collapse_gap_stft_loss
+        give the same check with its STFT loss (each utterance decoded at its own F0).
     """
     model = model.to(device).eval()
     index = {name: i for i, name in enumerate(speakers)}
@@ -117,19 +119,34 @@ def diagnose(
         speaker = torch.tensor([index[utt.speaker]], device=device)
         codes = model.encode(wav)  # (1, length / 64)
         other_codes = model.encode(other_wav)
-        nll_true += float(model.decoder.nll(wav, model.quantized(codes), speaker).double().sum())
-        nll_other += float(model.decoder.nll(wav, model.quantized(other_codes), speaker).double().sum())
+        if model.autoregressive:
+            nll_true += float(model.decoder.nll(wav, model.quantized(codes), speaker).double().sum())
+            nll_other += float(model.decoder.nll(wav, model.quantized(other_codes), speaker).double().sum())
+        else:  # STFT loss (spectral convergence + log magnitude) with the utterance's own F0, per sample
+            f0 = torch.from_numpy(corpus.f0(utt, 0, length // hop))[None].to(device)
+            for codes_used, name in ((codes, "true"), (other_codes, "other")):
+                terms = model.decoder.loss(wav, model.quantized(codes_used), speaker, f0)
+                value = float(terms["stft_convergence"] + terms["stft_log_magnitude"]) * length
+                if name == "true":
+                    nll_true += value
+                else:
+                    nll_other += value
         total += length
         counts += torch.bincount(codes.flatten().cpu(), minlength=model.num_codes)
     if total == 0:
         raise DataError(f"{corpus.root}: the held-out utterances of split {split!r} are too short to compare")
-    true_bits = nll_true / total / LN2
-    other_bits = nll_other / total / LN2
+    if model.autoregressive:
+        true_bits, other_bits = nll_true / total / LN2, nll_other / total / LN2
+        figures = {"nll_true_bits_per_sample": true_bits, "nll_other_bits_per_sample": other_bits,
+                   "collapse_gap_bits_per_sample": other_bits - true_bits}
+    else:
+        true_loss, other_loss = nll_true / total, nll_other / total
+        figures = {"nll_true_bits_per_sample": None, "nll_other_bits_per_sample": None,
+                   "collapse_gap_bits_per_sample": None, "stft_loss_true": true_loss, "stft_loss_other": other_loss,
+                   "collapse_gap_stft_loss": other_loss - true_loss}
     return {
         **codebook_stats(counts),
-        "nll_true_bits_per_sample": true_bits,
-        "nll_other_bits_per_sample": other_bits,
-        "collapse_gap_bits_per_sample": other_bits - true_bits,
+        **figures,
         "num_utterances": len(utterances),
         "num_samples": total,
         "num_codes": model.num_codes,

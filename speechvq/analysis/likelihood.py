@@ -8,6 +8,11 @@ The VQ-VAE factorises log p(x) >= log p(x | z) + log p(z) for the codes z = enco
 - together, in bits per audio sample: decoder + prior / 64 (one code per 64 samples) — the
   audio analogue of the bits/dim table of the VQ-VAE paper.
 
+The source-filter decoder has no likelihood: its decoder and total terms are None. It needs an
+F0 track beside the codes; ``f0_bits_per_second`` is what that track costs (voicing flags and
+10-cent log-F0 steps at the code rate, `speechvq.f0.f0_track_bits`), reported apart from the
+units' bits (None where the corpus has no F0 cache).
+
 The prior's bits per code times 250 codes per second is the bitrate an entropy coder would
 reach on the codes; 9 x 250 = 2250 bits per second is the raw rate of uniform 512-way codes.
 The unigram entropy of the training codes is the rate of a model with no context at all:
@@ -26,6 +31,7 @@ from tqdm import tqdm
 
 from speechvq.audio import CODES_PER_SECOND, HOP_LENGTH, num_frames
 from speechvq.data.dataset import PreparedCorpus
+from speechvq.f0 import f0_track_bits
 from speechvq.models.prior import Prior, unigram_entropy_bits
 from speechvq.models.vqvae import VQVAE
 
@@ -41,21 +47,22 @@ class LikelihoodReport:
     num_utterances: int
     num_samples: int
     num_codes: int
-    decoder_bits_per_sample: float
+    decoder_bits_per_sample: float | None
     prior_bits_per_code: float
     unigram_bits_per_code: float | None
     bitrate_bits_per_second: float
     raw_bitrate_bits_per_second: float
-    total_bits_per_sample: float
+    total_bits_per_sample: float | None
     codes_per_second: int
     prior: str
+    f0_bits_per_second: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def combine(
-    decoder_bits: float,
+    decoder_bits: float | None,
     num_samples: int,
     prior_bits: float,
     num_codes: int,
@@ -67,13 +74,13 @@ def combine(
     """Turn summed bits into the report's averages, bitrate and total.
 
     Args:
-        decoder_bits: sum over all audio samples of -log2 p(x_t | x_<t, z, speaker).
+        decoder_bits: sum over all audio samples of -log2 p(x_t | x_<t, z, speaker) (None: no likelihood).
         num_samples: number of audio samples scored.
         prior_bits: sum over all codes of -log2 p(z_t | z_<t).
         num_codes: number of codes scored.
         codebook_size: K (the raw rate is log2(K) bits per code).
     """
-    decoder_bps = decoder_bits / max(num_samples, 1)
+    decoder_bps = None if decoder_bits is None else decoder_bits / max(num_samples, 1)
     prior_bpc = prior_bits / max(num_codes, 1)
     return LikelihoodReport(
         num_utterances=num_utterances,
@@ -84,7 +91,7 @@ def combine(
         unigram_bits_per_code=unigram_bits_per_code,
         bitrate_bits_per_second=prior_bpc * CODES_PER_SECOND,
         raw_bitrate_bits_per_second=math.log2(codebook_size) * CODES_PER_SECOND,
-        total_bits_per_sample=decoder_bps + prior_bpc / HOP_LENGTH,
+        total_bits_per_sample=None if decoder_bps is None else decoder_bps + prior_bpc / HOP_LENGTH,
         codes_per_second=CODES_PER_SECOND,
         prior=prior,
     )
@@ -146,14 +153,23 @@ def evaluate_likelihood(
     for utt in tqdm(utterances, desc=f"evaluate {split}", unit="utt", disable=not progress):
         wav = torch.from_numpy(corpus.audio(utt)).to(device).unsqueeze(0)
         speaker = torch.tensor([vq_index[utt.speaker]], device=device)
-        out = vqvae(wav, speaker)
-        decoder_bits += float(out.nll.double().sum()) / math.log(2.0)
+        if vqvae.autoregressive:
+            out = vqvae(wav, speaker)
+            decoder_bits += float(out.nll.double().sum()) / math.log(2.0)
+            all_codes = out.vq.codes
+        else:
+            all_codes = vqvae.encode(wav)
         num_samples += wav.shape[1]
-        codes = out.vq.codes[0, : num_frames(wav.shape[1])]
+        codes = all_codes[0, : num_frames(wav.shape[1])]
         num_codes += codes.shape[0]
         if prior is None:
             prior_bits += codes.shape[0] * math.log2(codebook_size)
         else:
             prior_bits += prior_nll_bits(prior, codes, prior_index.get(utt.speaker, -1))
     unigram = unigram_entropy_bits(code_counts) if code_counts is not None else None
-    return combine(decoder_bits, num_samples, prior_bits, num_codes, codebook_size, len(utterances), unigram, prior_name)
+    report = combine(decoder_bits if vqvae.autoregressive else None, num_samples, prior_bits, num_codes,
+                     codebook_size, len(utterances), unigram, prior_name)
+    if utterances and corpus.has_f0:
+        bits = f0_track_bits(corpus.f0(u) for u in utterances)
+        report.f0_bits_per_second = bits["f0_bits_per_frame"] * CODES_PER_SECOND
+    return report

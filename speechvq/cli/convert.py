@@ -10,6 +10,8 @@ from speechvq.cli.common import (add_compute_arguments, add_generation_arguments
 DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode them with the target
 speaker's identity. Inputs are audio files (any rate, any channels), directories, or list files.
 Outputs: OUT/<source_speaker>_<stem>_to_<target>.wav and OUT/conversions.jsonl.
+With the source-filter decoder the source's F0 contour is mapped onto the target speaker's
+log-F0 statistics (stored in the checkpoint); --pitch-shift overrides that with a fixed shift.
 
 example: speechvq convert exp/demo/vqvae data/SF1/100050.wav --speaker TM1 --out conv/"""
 
@@ -29,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inference_arguments(parser)
     parser.add_argument("--speaker", required=True,
                         help="target speaker; several as A,B to convert every input to each")
+    parser.add_argument("--pitch-shift", type=float, default=None, metavar="SEMITONES",
+                        help="source-filter decoder: shift the source's F0 by this many semitones instead of "
+                             "mapping it onto the target speaker's range")
 
 
 def run_inference(args: argparse.Namespace, targets: list[str] | None, command: str) -> int:
@@ -39,9 +44,11 @@ def run_inference(args: argparse.Namespace, targets: list[str] | None, command: 
     check_generation_arguments(args)
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
+    print(f"decoder: {model.decoder_name}")
     jobs = plan_jobs(collect_inputs(args.inputs), targets, args.source_speaker)
     rows, failures = run_jobs(model, jobs, args.out, batch_size=args.batch, temperature=args.temperature,
-                              argmax=args.argmax, seed=args.seed, progress=not args.quiet)
+                              argmax=args.argmax, seed=args.seed, progress=not args.quiet,
+                              pitch_shift=getattr(args, "pitch_shift", None))
     print(f"wrote {len(rows)} files to {args.out} (conversions.jsonl)")
     return report_failures(failures, command)
 

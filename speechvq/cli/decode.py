@@ -8,7 +8,8 @@ from speechvq.cli.common import (add_compute_arguments, add_generation_arguments
                                  setup_compute)
 
 DESCRIPTION = """Decode .npy code files (from `speechvq encode`) with a speaker's identity.
-Outputs OUT/<stem>_to_<speaker>.wav (16 kHz, 16-bit)."""
+Outputs OUT/<stem>_to_<speaker>.wav (16 kHz, 16-bit). The source-filter decoder takes its F0
+contour from its own prediction from the codes and the speaker."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     model.speaker_index(args.speaker)
+    print(f"decoder: {model.decoder_name}")
     codes = [load_codes(p, model.num_codes) for p in paths]
     out = Path(args.out)
     for start in range(0, len(paths), args.batch):

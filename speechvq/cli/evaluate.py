@@ -18,6 +18,9 @@ Held-out likelihood of the two-stage model on the test split of a prepared corpu
   bitrate_bits_per_second   prior_bits_per_code * 250 codes per second
   raw_bitrate_bits_per_second  log2(K) * 250 = 2250 for K = 512
   total_bits_per_sample     decoder_bits_per_sample + prior_bits_per_code / 64
+                            (decoder and total are null for the source-filter decoder: no likelihood)
+  f0_bits_per_second        what the F0 track that the source-filter decoder needs costs, apart
+                            from the units' bits (voicing + 10-cent log-F0 steps, entropy-coded)
 
 Averages are weighted by samples (decoder) and codes (prior). Also: num_utterances,
 num_samples, num_codes, codes_per_second, prior, split, checkpoint. Utterances of speakers

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpeechVQError(f"--top-k must be at least 1, got {args.top_k}")
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
+    print(f"decoder: {model.decoder_name}")
     model.speaker_index(args.speaker)  # unknown speaker -> error listing the known ones
     prior, payload = load_prior(args.prior, device)
     if prior.num_codes != model.num_codes:

@@ -18,6 +18,7 @@ import torch
 
 from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, int16_to_float, num_frames
 from speechvq.data.alignments import Phone, frame_labels, read_alignment
+from speechvq.data.f0cache import F0Reader
 from speechvq.data.prepare import MANIFEST, MANIFEST_KEYS, SAMPLE_BYTES, SPLITS, split_file
 from speechvq.errors import DataError, UnknownSpeakerError
 
@@ -83,6 +84,7 @@ class PreparedCorpus:
         self._sizes = sizes
         self._maps: dict[str, np.ndarray] = {}
         self._phones: dict[str, list[Phone] | None] = {}
+        self._f0: F0Reader | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -122,6 +124,22 @@ class PreparedCorpus:
         samples = self._split_map(utt.split)[utt.offset + start: utt.offset + start + length]
         return int16_to_float(samples)
 
+    def f0(self, utt: Utterance, first: int = 0, count: int | None = None) -> np.ndarray:
+        """WORLD F0 (count,) float32 hertz (0 = unvoiced) of code frames [first, first + count) of `utt`.
+
+        Read from the cache that `prepare` writes; a DataError says to run it when there is none.
+        """
+        if self._f0 is None:
+            self._f0 = F0Reader(self)
+        return self._f0.frames(utt, first, count)
+
+    @property
+    def has_f0(self) -> bool:
+        """True if the F0 cache of every split is complete."""
+        if self._f0 is None:
+            self._f0 = F0Reader(self)
+        return self._f0.available()
+
     def phones(self, utt: Utterance) -> list[Phone] | None:
         """The phone alignment of `utt` (cached), or None if it has none."""
         if utt.alignment is None:
@@ -150,6 +168,8 @@ class SegmentDataset(torch.utils.data.Dataset):
     - "speaker": () int64, index of the speaker in `speakers`
     - "phones": (T/64,) int64, `phone_vocab` index of the phone at each frame centre, -1
       where unknown (no alignment, no phone, padding, or a label not in the vocabulary)
+    - "f0" (with ``with_f0``): (T/64,) float32 WORLD F0 in hertz of each frame, 0 where
+      unvoiced or padding
 
     Randomness: the start is drawn from a generator seeded by (seed, epoch, index) only, so
     segments differ from epoch to epoch (call `set_epoch`) and are the same whatever the
@@ -157,7 +177,7 @@ class SegmentDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, corpus: PreparedCorpus, split: str, segment_samples: int, speakers: list[str],
-                 phone_vocab: dict[str, int] | None = None, seed: int = 0):
+                 phone_vocab: dict[str, int] | None = None, seed: int = 0, with_f0: bool = False):
         if segment_samples <= 0 or segment_samples % HOP_LENGTH:
             raise DataError(f"segment_samples must be a positive multiple of {HOP_LENGTH}, got {segment_samples}")
         self.corpus = corpus
@@ -166,6 +186,7 @@ class SegmentDataset(torch.utils.data.Dataset):
         self.speaker_index = {name: i for i, name in enumerate(speakers)}
         self.phone_vocab = phone_vocab
         self.seed = int(seed)
+        self.with_f0 = bool(with_f0)
         self.epoch = 0
         self.utterances = corpus.utterances(split)
         if not self.utterances:
@@ -199,11 +220,18 @@ class SegmentDataset(torch.utils.data.Dataset):
             first = start // HOP_LENGTH
             part = labels[first: first + phones.shape[0]]
             phones[: part.shape[0]] = part
-        return {
+        item = {
             "audio": torch.from_numpy(audio),
             "speaker": torch.tensor(self.speaker_index[utt.speaker], dtype=torch.int64),
             "phones": torch.from_numpy(phones),
         }
+        if self.with_f0:
+            f0 = np.zeros(T // HOP_LENGTH, dtype=np.float32)
+            first = start // HOP_LENGTH
+            part = self.corpus.f0(utt, first, min(f0.shape[0], num_frames(utt.num_samples) - first))
+            f0[: part.shape[0]] = part
+            item["f0"] = torch.from_numpy(f0)
+        return item
 
     def _labels(self, index: int) -> np.ndarray:
         """(ceil(n/64),) int64 phone indices of utterance `index`'s frames (cached)."""
@@ -221,8 +249,9 @@ class SegmentDataset(torch.utils.data.Dataset):
 
 
 def collate_segments(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack `SegmentDataset` items: audio (B, T) float32, speaker (B,) int64, phones (B, T/64) int64."""
-    return {key: torch.stack([item[key] for item in items]) for key in ("audio", "speaker", "phones")}
+    """Stack `SegmentDataset` items: audio (B, T) float32, speaker (B,) int64, phones (B, T/64) int64
+    and, when present, f0 (B, T/64) float32."""
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
 def iter_utterances(corpus: PreparedCorpus, split: str | None) -> Iterator[tuple[Utterance, np.ndarray]]:

@@ -12,6 +12,7 @@ Output folder OUT:
 - ``OUT/rejected.tsv``: ``path<TAB>reason`` for every file that could not be used.
 - ``OUT/speakers.txt``: a table (TSV with header) of speakers, utterance counts and seconds.
 - ``OUT/prepare.json``: the options of the run, checked when a run is resumed.
+- ``OUT/<split>.f0``: WORLD F0 of every frame (`speechvq.data.f0cache`), computed after the audio.
 
 Splits are decided per utterance *key* (the id without the speaker), so on a parallel corpus
 a sentence lands in the same split for every speaker. Keys are ranked by a SHA-1 hash; the
@@ -216,6 +217,10 @@ def prepare_corpus(src: str | os.PathLike, out: str | os.PathLike, layout: str =
     finally:
         writer.close()
 
+    from speechvq.data.dataset import PreparedCorpus  # dataset imports this module's constants
+    from speechvq.data.f0cache import cache_f0
+
+    cache_f0(PreparedCorpus(out), workers=workers, progress=progress)
     summary = summarize(out)
     summary.new_utterances = writer.added
     summary.new_rejected = writer.rejected_audio

@@ -98,23 +98,39 @@ def run_jobs(
     argmax: bool = False,
     seed: int | None = 0,
     progress: bool = True,
+    pitch_shift: float | None = None,
 ) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Encode each source once, generate the outputs `batch_size` at a time, write them atomically.
 
-    Returns (rows written to conversions.jsonl, failures as (source, reason)). Unknown target
-    speakers are refused before any work; unreadable sources are skipped and reported.
+    With the source-filter decoder each source's F0 is extracted once and mapped onto each
+    target's statistics (reconstructions keep it as it is); `pitch_shift` semitones overrides
+    the mapping for conversions. Returns (rows written to conversions.jsonl, failures as
+    (source, reason)). Unknown target speakers are refused before any work; unreadable sources
+    are skipped and reported.
     """
     for target in sorted({j.target_speaker for j in jobs}):
         model.speaker_index(target)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     codes: dict[Path, np.ndarray] = {}
+    source_f0: dict[Path, np.ndarray] = {}
     failures: list[tuple[Path, str]] = []
     for src in dict.fromkeys(j.source for j in jobs):
         try:
-            codes[src] = model.encode(load_audio(src))
+            wav = load_audio(src)
+            codes[src] = model.encode(wav)
+            if not model.autoregressive:
+                source_f0[src] = model.source_f0(wav)
         except AudioError as exc:
             failures.append((src, str(exc)))
+
+    def contour(job: Job) -> np.ndarray | None:
+        if model.autoregressive:
+            return None
+        if job.target_speaker == job.source_speaker:
+            return source_f0[job.source]
+        return model.conversion_f0(source_f0[job.source], job.source_speaker, job.target_speaker, pitch_shift)
+
     todo = [j for j in jobs if j.source in codes]
     # Similar lengths in one batch waste less generation on padding.
     todo.sort(key=lambda j: len(codes[j.source]), reverse=True)
@@ -125,6 +141,7 @@ def run_jobs(
             [codes[j.source] for j in batch], [j.target_speaker for j in batch],
             temperature=temperature, argmax=argmax,
             seed=None if seed is None else seed + start, progress=progress,
+            f0=[contour(j) for j in batch],
         )
         for job, wav in zip(batch, wavs):
             out = save_wav(out_dir / job.output_name, wav)

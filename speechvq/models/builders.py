@@ -6,11 +6,14 @@ The model config is the ``model`` node of ``configs/train.yaml`` (a preset from
     num_codes: 512          # K
     code_dim: 64            # D
     encoder: {channels, num_downsamples, num_res_blocks, res_channels}
-    decoder: {speaker_dim, cond_channels, residual_channels, gate_channels, skip_channels,
-              layers, stacks, kernel_size, output, mixtures, ...}
+    decoder: {type: wavenet|source_filter, speaker_dim, cond_channels, residual_channels, ...}
     quantizer: {type: ema|vq, num_codes, dim, beta, ...}
+    jitter: 0.0             # time-jitter probability of z_q in training
+    speaker_adversary: 0.0  # weight of the gradient-reversal speaker classifier on z_e
 
-Every key under ``encoder``/``decoder``/``quantizer`` (except ``quantizer.type``) is passed to
+``decoder.type`` chooses the autoregressive WaveNet (`Decoder`, the paper's) or the
+non-autoregressive `SourceFilterDecoder`. Every other key under
+``encoder``/``decoder``/``quantizer`` (except ``quantizer.type``) is passed to
 the module's constructor as a keyword argument, so a misspelt key fails loudly, naming it.
 Configs may be OmegaConf nodes or the plain dicts stored in checkpoints.
 """
@@ -26,10 +29,12 @@ from speechvq.errors import SpeechVQError
 from speechvq.models.decoder import Decoder
 from speechvq.models.encoder import Encoder
 from speechvq.models.prior import Prior
+from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.models.vqvae import VQVAE
 from speechvq.quantization.vq import EMAVectorQuantizer, VectorQuantizer
 
 QUANTIZERS = {"ema": EMAVectorQuantizer, "vq": VectorQuantizer}
+DECODERS = {"wavenet": Decoder, "source_filter": SourceFilterDecoder}
 
 
 def _plain(cfg: Mapping | DictConfig, name: str) -> dict[str, Any]:
@@ -64,19 +69,26 @@ def build_quantizer(model_cfg: Mapping | DictConfig):
     return _construct(QUANTIZERS[kind], kwargs, "model.quantizer")
 
 
-def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int) -> Decoder:
-    """``model.decoder`` (+ ``model.code_dim``, the number of speakers) -> `Decoder`."""
+def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int) -> Decoder | SourceFilterDecoder:
+    """``model.decoder`` (+ ``model.code_dim``, the number of speakers) -> `Decoder` (type wavenet,
+    the default) or `SourceFilterDecoder` (type source_filter)."""
     model = _plain(model_cfg, "model")
     kwargs = _plain(model.get("decoder", {}), "model.decoder")
+    kind = kwargs.pop("type", "wavenet")
+    if kind not in DECODERS:
+        raise SpeechVQError(f"config model.decoder.type={kind!r}: choose one of {sorted(DECODERS)}")
     if num_speakers < 1:
         raise SpeechVQError(f"num_speakers={num_speakers}: a decoder needs at least one speaker")
     return _construct(
-        Decoder, {**kwargs, "code_dim": model["code_dim"], "num_speakers": int(num_speakers)}, "model.decoder"
+        DECODERS[kind], {**kwargs, "code_dim": model["code_dim"], "num_speakers": int(num_speakers)}, "model.decoder"
     )
 
 
-def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int) -> VQVAE:
-    """The ``model`` config node and the number of training speakers -> a freshly initialised `VQVAE`."""
+def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int, frozen_units: bool = False) -> VQVAE:
+    """The ``model`` config node and the number of training speakers -> a freshly initialised `VQVAE`.
+
+    frozen_units: the encoder and quantizer will not be trained (a unit vocoder's VQ-VAE).
+    """
     model = _plain(model_cfg, "model")
     for key in ("num_codes", "code_dim"):
         if key not in model:
@@ -87,7 +99,11 @@ def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int) -> VQVAE:
             f"config model.quantizer (num_codes={quantizer.num_codes}, dim={quantizer.dim}) disagrees with "
             f"model.num_codes={model['num_codes']}, model.code_dim={model['code_dim']}"
         )
-    return VQVAE(build_encoder(model), quantizer, build_decoder(model, num_speakers))
+    return VQVAE(
+        build_encoder(model), quantizer, build_decoder(model, num_speakers),
+        jitter=float(model.get("jitter", 0.0)), speaker_adversary=float(model.get("speaker_adversary", 0.0)),
+        num_speakers=int(num_speakers), frozen_units=frozen_units,
+    )
 
 
 def build_prior(prior_cfg: Mapping | DictConfig, num_codes: int, num_speakers: int) -> Prior:

@@ -43,6 +43,8 @@ class Decoder(nn.Module):
             cond_layers - 1 residual blocks.
     """
 
+    autoregressive = True
+
     def __init__(
         self,
         code_dim: int = 64,

@@ -4,6 +4,7 @@ Layout (van den Oord et al. 2017, audio section)::
 
     wav (B, T) --right-pad with zeros to T' = 64 * ceil(T / 64)--> (B, 1, T')
       -> 6 x [Conv1d(kernel 4, stride 2, padding 1) -> ReLU]      (B, C, T' / 64)
+      [-> instance normalisation over time, per utterance and channel (option)]
       -> residual blocks (ReLU, 3-conv, ReLU, 1x1) -> ReLU          (B, C, T' / 64)
       -> Conv1d 1x1 to D                                            (B, D, T' / 64)
 
@@ -36,6 +37,9 @@ class Encoder(nn.Module):
         num_downsamples: number of stride-2 convolutions (6 -> 64 samples per frame, 250 frames/s at 16 kHz).
         num_res_blocks: residual blocks after the downsampling.
         res_channels: hidden channels inside each residual block (default: C).
+        instance_norm: normalise each channel of the downsampled features to zero mean and unit
+            variance over the utterance (no affine parameters), removing per-utterance channel
+            statistics such as the speaker's average spectrum (a speaker-free-units lever).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class Encoder(nn.Module):
         num_downsamples: int = 6,
         num_res_blocks: int = 2,
         res_channels: int | None = None,
+        instance_norm: bool = False,
     ) -> None:
         super().__init__()
         res_channels = channels if res_channels is None else res_channels
@@ -65,6 +70,7 @@ class Encoder(nn.Module):
             layers += [nn.Conv1d(in_channels, channels, kernel_size=4, stride=2, padding=1), nn.ReLU()]
             in_channels = channels
         self.downsample = nn.Sequential(*layers)
+        self.instance_norm = bool(instance_norm)
         self.res_stack = ResStack1d(channels, res_channels, num_res_blocks)
         self.proj = nn.Conv1d(channels, dim, 1)
 
@@ -79,4 +85,14 @@ class Encoder(nn.Module):
         num_samples = wav.shape[1]
         pad = self.output_length(num_samples) * self.hop_length - num_samples
         x = F.pad(wav.unsqueeze(1), (0, pad))
-        return self.proj(self.res_stack(self.downsample(x)))
+        h = self.downsample(x)
+        if self.instance_norm:
+            h = _instance_norm(h)
+        return self.proj(self.res_stack(h))
+
+
+def _instance_norm(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(B, C, F) -> each (utterance, channel) row standardised over its F frames (one frame: zeros)."""
+    mean = h.mean(dim=-1, keepdim=True)
+    var = h.var(dim=-1, keepdim=True, unbiased=False)
+    return (h - mean) * torch.rsqrt(var + eps)

@@ -1,13 +1,19 @@
-"""The assembled VQ-VAE: encoder -> vector quantizer -> speaker-conditioned WaveNet decoder.
+"""The assembled VQ-VAE: encoder -> vector quantizer -> speaker-conditioned decoder.
 
 Shapes (B batch, T samples at 16 kHz, F = ceil(T / 64) frames at 250 per second, D code dimension)::
 
     wav (B, T) float in [-1, 1] --encoder--> z_e (B, D, F) --quantizer--> codes (B, F) int64, z_q (B, D, F)
-    (wav, z_q, speaker (B,) int64) --decoder, teacher-forced--> nll (B, T) nats per sample
+    autoregressive WaveNet:  (wav, z_q, speaker (B,)) --teacher-forced--> nll (B, T) nats per sample
+    source-filter decoder:   (z_q, speaker, f0 (B, F) Hz) --> wav (B, 64 F), multi-resolution STFT loss
 
-Training minimises ``nll.mean() + vq.loss`` (reconstruction under a uniform prior over
-codes, plus the quantizer's codebook/commitment terms). Speakers are embedding indices
-here; their names are stored in checkpoints (`speechvq.models.loading`).
+Training minimises the decoder's reconstruction term (``nll.mean()``, or the STFT loss) plus
+the quantizer's codebook/commitment terms, plus the optional speaker adversary. Speakers are
+embedding indices here; their names are stored in checkpoints (`speechvq.models.loading`).
+
+Speaker-free-units levers (off by default): time-jitter of z_q during training
+(``jitter``), a gradient-reversal speaker classifier on z_e (``speaker_adversary``), and the
+encoder's instance normalisation. ``frozen_units`` keeps encoder and quantizer fixed (eval mode,
+no gradient): the unit vocoder, a decoder trained on the codes of another VQ-VAE.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
+from speechvq.modules.speaker_free import SpeakerClassifier, grad_reverse, time_jitter
 from speechvq.quantization.vq import VQResult
 
 
@@ -25,14 +34,17 @@ class VQVAEOutput:
     """Result of `VQVAE.forward`.
 
     Attributes:
-        nll: (B, T) float, negative log-likelihood of each target sample in nats.
+        nll: (B, T) float, negative log-likelihood of each target sample in nats (autoregressive
+            decoder; None for the source-filter decoder).
         vq: the quantizer's result (codes (B, F), straight-through z_q (B, D, F), losses, perplexity).
-        loss: scalar, ``nll.mean() + vq.loss``: what training minimises.
+        loss: scalar: reconstruction + ``vq.loss`` (+ speaker adversary): what training minimises.
+        terms: scalar parts for logging (``stft_convergence``, ``f0_loss``, ``speaker_adversary_ce``, ...).
     """
 
-    nll: torch.Tensor
+    nll: torch.Tensor | None
     vq: VQResult
     loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
 
 
 class VQVAE(nn.Module):
@@ -41,14 +53,42 @@ class VQVAE(nn.Module):
     Args:
         encoder: wav (B, T) -> z_e (B, D, ceil(T / hop_length)); has ``hop_length``.
         quantizer: z_e (B, D, F) -> `VQResult`; has ``num_codes``, ``dim`` and ``lookup(codes)``.
-        decoder: ``nll(wav (B, T), z_q (B, D, F), speaker (B,)) -> (B, T)`` nats.
+        decoder: autoregressive (``nll(wav, z_q, speaker) -> (B, T)`` nats) or source-filter
+            (``loss(wav, z_q, speaker, f0) -> dict``); its ``autoregressive`` attribute says which.
+        jitter: probability of time-jitter per frame of z_q in training (0: off).
+        speaker_adversary: weight of the gradient-reversal speaker classifier on z_e (0: none).
+        num_speakers: classes of that classifier.
+        frozen_units: encoder and quantizer stay in eval mode and receive no gradient.
     """
 
-    def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module, jitter: float = 0.0,
+                 speaker_adversary: float = 0.0, num_speakers: int = 1, frozen_units: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.quantizer = quantizer
         self.decoder = decoder
+        self.jitter = float(jitter)
+        self.speaker_adversary = float(speaker_adversary)
+        self.speaker_classifier = (
+            SpeakerClassifier(int(quantizer.dim), int(num_speakers)) if self.speaker_adversary > 0 else None
+        )
+        self.frozen_units = bool(frozen_units)
+        if self.frozen_units:
+            for module in (self.encoder, self.quantizer):
+                module.requires_grad_(False)
+
+    @property
+    def autoregressive(self) -> bool:
+        """True for the WaveNet decoder (likelihood, sample-by-sample generation)."""
+        return bool(getattr(self.decoder, "autoregressive", True))
+
+    def train(self, mode: bool = True) -> "VQVAE":
+        """As nn.Module.train, but frozen units stay in eval mode (no codebook updates)."""
+        super().train(mode)
+        if self.frozen_units:
+            self.encoder.eval()
+            self.quantizer.eval()
+        return self
 
     @property
     def hop_length(self) -> int:
@@ -60,14 +100,41 @@ class VQVAE(nn.Module):
         """K, the codebook size."""
         return int(self.quantizer.num_codes)
 
-    def forward(self, wav: torch.Tensor, speaker: torch.Tensor) -> VQVAEOutput:
-        """wav (B, T) float in [-1, 1], speaker (B,) int64 -> `VQVAEOutput` (teacher-forced).
+    def forward(self, wav: torch.Tensor, speaker: torch.Tensor, f0: torch.Tensor | None = None) -> VQVAEOutput:
+        """wav (B, T) float in [-1, 1], speaker (B,) int64, f0 (B, ceil(T / 64)) Hz -> `VQVAEOutput`.
 
-        In training mode the quantizer also updates its codebook statistics (EMA, dead-code restarts).
+        f0 is required by the source-filter decoder and ignored by the autoregressive one
+        (teacher-forced). In training mode the quantizer also updates its codebook statistics
+        (EMA, dead-code restarts), unless the units are frozen.
         """
-        vq = self.quantizer(self.encoder(wav))
-        nll = self.decoder.nll(wav, vq.quantized, speaker)
-        return VQVAEOutput(nll=nll, vq=vq, loss=nll.mean() + vq.loss)
+        if self.frozen_units:
+            with torch.no_grad():
+                z_e = self.encoder(wav)
+                vq = self.quantizer(z_e)
+        else:
+            z_e = self.encoder(wav)
+            vq = self.quantizer(z_e)
+        z_q = vq.quantized
+        if self.training and self.jitter > 0:
+            z_q = time_jitter(z_q, self.jitter)
+        terms: dict[str, torch.Tensor] = {}
+        nll = None
+        if self.autoregressive:
+            nll = self.decoder.nll(wav, z_q, speaker)
+            reconstruction = nll.mean()
+        else:
+            if f0 is None:
+                raise ValueError("the source-filter decoder needs f0 (B, F) in hertz")
+            terms = self.decoder.loss(wav, z_q, speaker, f0)
+            reconstruction = terms.pop("loss")
+        loss = reconstruction + vq.loss
+        if self.speaker_classifier is not None and not self.frozen_units:
+            logits = self.speaker_classifier(grad_reverse(z_e, 1.0))
+            ce = F.cross_entropy(logits.float(), speaker)
+            terms["speaker_adversary_ce"] = ce
+            terms["speaker_adversary_accuracy"] = (logits.argmax(-1) == speaker).float().mean()
+            loss = loss + self.speaker_adversary * ce
+        return VQVAEOutput(nll=nll, vq=vq, loss=loss, terms=terms)
 
     def encode_continuous(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T) float -> z_e (B, D, ceil(T / 64)), the encoder output before quantization."""

@@ -1,6 +1,7 @@
 """WaveNet stack (teacher-forced) and its cached step-by-step evaluation ("fast WaveNet").
 
-`WaveNet` is the conditional stack of the decoder: dilated causal kernel-2 convolutions, gated
+`WaveNet` is the conditional stack of the decoders: dilated convolutions (causal kernel 2 for the
+autoregressive decoder, non-causal odd kernels for the source-filter decoder), gated
 tanh·sigmoid units, residual and skip 1x1 convolutions, a skip sum scaled by 1/sqrt(layers), a
 residual stream scaled by sqrt(0.5) per layer, and an output head (ReLU, 1x1, ReLU, 1x1).
 Conditioning is added inside every gate: local conditioning arrives at frame rate (one vector per
@@ -40,6 +41,10 @@ class WaveNet(nn.Module):
         local_channels: channels of the frame-rate local conditioning.
         global_channels: channels of the per-sequence global conditioning (0: none).
         residual_scale: factor applied to the residual stream after each layer (sqrt(0.5)).
+        kernel_size: width of the dilated convolutions; 2 for the causal stack (the steppers'
+            layout), odd for a non-causal one.
+        causal: output t sees inputs <= t only (padding on the left); False centres the
+            kernel ("same" padding), for inputs known ahead such as an excitation signal.
     """
 
     def __init__(
@@ -53,8 +58,12 @@ class WaveNet(nn.Module):
         local_channels: int,
         global_channels: int = 0,
         residual_scale: float = math.sqrt(0.5),
+        kernel_size: int = 2,
+        causal: bool = True,
     ) -> None:
         super().__init__()
+        if not causal and kernel_size % 2 == 0:
+            raise ValueError(f"a non-causal WaveNet needs an odd kernel_size, got {kernel_size}")
         if layers < 1 or stacks < 1 or layers % stacks:
             raise ValueError(f"layers ({layers}) must be a positive multiple of stacks ({stacks})")
         if gate_channels % 2:
@@ -67,11 +76,13 @@ class WaveNet(nn.Module):
         self.local_channels = local_channels
         self.global_channels = global_channels
         self.residual_scale = float(residual_scale)
+        self.kernel_size = int(kernel_size)
+        self.causal = bool(causal)
         per_stack = layers // stacks
         self.dilations = [2 ** (i % per_stack) for i in range(layers)]
         half = gate_channels // 2
         self.convs = nn.ModuleList(
-            nn.Conv1d(residual_channels, gate_channels, 2, dilation=d) for d in self.dilations
+            nn.Conv1d(residual_channels, gate_channels, kernel_size, dilation=d) for d in self.dilations
         )
         self.local_proj = nn.Conv1d(local_channels, layers * gate_channels, 1, bias=False)
         self.global_proj = (
@@ -88,7 +99,7 @@ class WaveNet(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Number of input samples (including the current one) that an output depends on."""
-        return sum(self.dilations) + 1
+        return (self.kernel_size - 1) * sum(self.dilations) + 1
 
     def frame_conditioning(self, local: torch.Tensor, global_: torch.Tensor | None) -> torch.Tensor:
         """local (B, Cl, F), global_ (B, Cg) or None -> per-layer gate conditioning (B, L*G, F)."""
@@ -103,7 +114,7 @@ class WaveNet(nn.Module):
         """Teacher-forced pass.
 
         Args:
-            x: (B, R, T) input embedding; output t depends on x[..., :t+1] only (causal).
+            x: (B, R, T) input; output t depends on x[..., :t+1] only when causal.
             local: (B, Cl, F) frame-rate conditioning, F * hop >= T; sample t uses frame t // hop.
             global_: (B, Cg) per-sequence conditioning, or None without global conditioning.
             hop: samples per conditioning frame.
@@ -120,7 +131,8 @@ class WaveNet(nn.Module):
         g = self.gate_channels
         skips = x.new_zeros(batch, self.skip_channels, padded)
         for i, d in enumerate(self.dilations):
-            h = self.convs[i](F.pad(x, (d, 0)))
+            span = d * (self.kernel_size - 1)
+            h = self.convs[i](F.pad(x, (span, 0) if self.causal else (span // 2, span - span // 2)))
             h = (h.view(batch, g, frames, hop) + cond[:, i * g:(i + 1) * g]).view(batch, g, padded)
             a, b = h.chunk(2, dim=1)
             z = torch.tanh(a) * torch.sigmoid(b)
@@ -141,6 +153,8 @@ def _fused_weights(net: WaveNet) -> dict:
     last, the stacked skip matrix (L*G/2, S) including 1/sqrt(L), the conditioning matrices
     (Cl, L*G) and (Cg, L*G), the stacked convolution biases (L*G,) and the head.
     """
+    if not net.causal or net.kernel_size != 2:
+        raise ValueError("step-by-step generation needs a causal kernel-2 WaveNet")
     a = net.residual_scale
     taps_past, taps_now, res = [], [], []
     for i, conv in enumerate(net.convs):

@@ -59,15 +59,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from speechvq.audio import num_frames
 from speechvq.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from speechvq.data.dataset import PreparedCorpus, SegmentDataset, collate_segments
 from speechvq.errors import CheckpointError, SpeechVQError
 from speechvq.fileio import atomic_path, write_text_atomic
 from speechvq.models.builders import build_vqvae
-from speechvq.models.loading import load_state_strict
+from speechvq.f0 import f0_stats
+from speechvq.models.loading import load_state_strict, load_vqvae
 from speechvq.training.distributed import (
     DistContext,
     barrier,
@@ -570,20 +572,23 @@ def _batch_items(batch: Any) -> int:
 
 
 def vqvae_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """`Trainer` loss function of the VQ-VAE: batch audio (B, T), speaker (B,) -> (loss, metrics).
+    """`Trainer` loss function of the VQ-VAE: batch audio (B, T), speaker (B,), f0 (B, T/64) -> (loss, metrics).
 
-    Metrics: nll_bits_per_sample (reconstruction), vq_loss, commitment_loss, codebook_loss,
-    perplexity and used_codes of the batch's codes.
+    Metrics: the reconstruction term (nll_bits_per_sample for the autoregressive decoder; the
+    STFT and F0 terms for the source-filter decoder), vq_loss, commitment_loss, codebook_loss,
+    perplexity and used_codes of the batch's codes, and the speaker adversary's terms if any.
     """
-    out = model(batch["audio"], batch["speaker"])
-    metrics = {
-        "nll_bits_per_sample": out.nll.detach().mean() / LN2,
+    out = model(batch["audio"], batch["speaker"], batch.get("f0"))
+    metrics = {name: value.detach() for name, value in out.terms.items()}
+    if out.nll is not None:
+        metrics["nll_bits_per_sample"] = out.nll.detach().mean() / LN2
+    metrics.update({
         "vq_loss": out.vq.loss.detach(),
         "commitment_loss": out.vq.commitment_loss.detach(),
         "codebook_loss": out.vq.codebook_loss.detach(),
         "perplexity": out.vq.perplexity.detach(),
         "used_codes": out.vq.used_codes.detach(),
-    }
+    })
     return out.loss, metrics
 
 
@@ -592,15 +597,18 @@ class VQVAEValidation:
 
     Each of at most `max_utterances` utterances (sorted by id) is cropped to its first
     `max_samples` samples (rounded down to a multiple of 64, at least 64); batches are
-    zero-padded and the padding masked out. Returns ``nll_bits_per_sample`` (teacher-forced
-    decoder NLL with the utterance's own codes), ``perplexity``, ``used_codes`` of the code
-    histogram; logs the histogram and, for the first `audio_clips` utterances, the input
-    and a teacher-forced resynthesis (each sample drawn from the decoder's prediction given
-    the true past, seeded) to TensorBoard.
+    zero-padded and the padding masked out. Returns the reconstruction figure —
+    ``nll_bits_per_sample`` (teacher-forced NLL with the utterance's own codes) for the
+    autoregressive decoder, ``stft_loss`` (one utterance at a time, unpadded) for the
+    source-filter decoder — and ``perplexity``, ``used_codes`` of the code histogram; logs the
+    histogram and, for the first `audio_clips` utterances, the input and a resynthesis
+    (autoregressive: each sample drawn given the true past, seeded; source-filter: generated
+    from the codes and the utterance's F0) to TensorBoard.
     """
 
     def __init__(self, corpus: PreparedCorpus, speakers: list[str], max_utterances: int, max_samples: int,
-                 batch_size: int, audio_clips: int, device: torch.device, seed: int = 0) -> None:
+                 batch_size: int, audio_clips: int, device: torch.device, seed: int = 0,
+                 with_f0: bool = False) -> None:
         utterances = corpus.utterances("valid") or corpus.utterances("test")
         utterances = sorted(utterances, key=lambda u: u.id)[: max(0, int(max_utterances))]
         index = {name: i for i, name in enumerate(speakers)}
@@ -610,7 +618,11 @@ class VQVAEValidation:
             audio = np.zeros(length, dtype=np.float32)
             available = min(length, utt.num_samples)
             audio[:available] = corpus.audio(utt, 0, available)
-            self.items.append((utt.id, torch.from_numpy(audio), index[utt.speaker]))
+            f0 = np.zeros(length // 64, dtype=np.float32)
+            if with_f0:
+                part = corpus.f0(utt, 0, min(f0.shape[0], num_frames(utt.num_samples)))
+                f0[: part.shape[0]] = part
+            self.items.append((utt.id, torch.from_numpy(audio), index[utt.speaker], torch.from_numpy(f0)))
         self.batch_size = max(1, int(batch_size))
         self.audio_clips = int(audio_clips)
         self.device = device
@@ -620,37 +632,56 @@ class VQVAEValidation:
         return len(self.items)
 
     def __call__(self, model: nn.Module, step: int, logger: RunLogger) -> dict[str, float]:
+        if not model.autoregressive:
+            return self._source_filter(model, step, logger)
         total_nll, total_samples = 0.0, 0
         counts = torch.zeros(model.num_codes, dtype=torch.int64)
         for start in range(0, len(self.items), self.batch_size):
             chunk = self.items[start: start + self.batch_size]
-            lengths = torch.tensor([len(audio) for _, audio, _ in chunk])
+            lengths = torch.tensor([len(audio) for _, audio, _, _ in chunk])
             wav = torch.zeros(len(chunk), int(lengths.max()))
-            for row, (_, audio, _) in enumerate(chunk):
+            for row, (_, audio, _, _) in enumerate(chunk):
                 wav[row, : len(audio)] = audio
             wav = wav.to(self.device)
-            speaker = torch.tensor([s for _, _, s in chunk], device=self.device)
+            speaker = torch.tensor([s for _, _, s, _ in chunk], device=self.device)
             out = model(wav, speaker)
             mask = (torch.arange(wav.shape[1]) < lengths[:, None]).to(self.device)
             total_nll += float((out.nll.float() * mask).sum())
             total_samples += int(lengths.sum())
             frame_mask = (torch.arange(out.vq.codes.shape[1]) < (lengths[:, None] // model.hop_length))
             counts += torch.bincount(out.vq.codes.cpu()[frame_mask], minlength=model.num_codes)
+        self._log_clips(model, step, logger)
+        return {"nll_bits_per_sample": total_nll / max(1, total_samples) / LN2, **self._usage(counts, step, logger)}
+
+    def _source_filter(self, model: nn.Module, step: int, logger: RunLogger) -> dict[str, float]:
+        total, counts = 0.0, torch.zeros(model.num_codes, dtype=torch.int64)
+        for _, audio, speaker, f0 in self.items:
+            wav = audio[None].to(self.device)
+            out = model(wav, torch.tensor([speaker], device=self.device), f0[None].to(self.device))
+            total += float(out.terms["stft_convergence"] + out.terms["stft_log_magnitude"])
+            counts += torch.bincount(out.vq.codes.cpu().reshape(-1), minlength=model.num_codes)
+        if logger.enabled:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed)
+            for utt_id, audio, speaker, f0 in self.items[: self.audio_clips]:
+                z_q = model.quantized(model.encode(audio[None].to(self.device)))
+                out = model.decoder(z_q, torch.tensor([speaker], device=self.device), f0[None].to(self.device),
+                                    generator=generator)
+                logger.audio(f"clips/{utt_id}/input", audio, step)
+                logger.audio(f"clips/{utt_id}/resynthesis", out[0].clamp(-1, 1).cpu(), step)
+        return {"stft_loss": total / max(1, len(self.items)), **self._usage(counts, step, logger)}
+
+    @staticmethod
+    def _usage(counts: torch.Tensor, step: int, logger: RunLogger) -> dict[str, float]:
         probs = counts.double() / counts.sum().clamp(min=1)
         perplexity = float(torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum()))
         logger.histogram("valid/code_usage", counts, step)
-        self._log_clips(model, step, logger)
-        return {
-            "nll_bits_per_sample": total_nll / max(1, total_samples) / LN2,
-            "perplexity": perplexity,
-            "used_codes": int((counts > 0).sum()),
-        }
+        return {"perplexity": perplexity, "used_codes": int((counts > 0).sum())}
 
     def _log_clips(self, model: nn.Module, step: int, logger: RunLogger) -> None:
         if not logger.enabled:
             return
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        for utt_id, audio, speaker in self.items[: self.audio_clips]:
+        for utt_id, audio, speaker, _ in self.items[: self.audio_clips]:
             wav = audio[None].to(self.device)
             z_q = model.quantized(model.encode(wav))
             params = model.decoder(wav, z_q, torch.tensor([speaker], device=self.device))  # (1, C, T)
@@ -667,15 +698,52 @@ def _is_missing(cfg: DictConfig, key: str) -> bool:
     return not isinstance(node, DictConfig) or leaf not in node or OmegaConf.is_missing(node, leaf)
 
 
+def speaker_f0_stats(corpus: PreparedCorpus, speakers: list[str]) -> dict[str, list[float]]:
+    """Per-speaker log-F0 statistics of the train split (`F0Stats.to_list` form) for checkpoints."""
+    stats = {}
+    for name in speakers:
+        found = f0_stats(corpus.f0(u) for u in corpus.utterances("train") if u.speaker == name)
+        if found is not None:
+            stats[name] = found.to_list()
+    return stats
+
+
+def _units_from(cfg: DictConfig, speakers: list[str]) -> tuple[dict, dict]:
+    """For a unit vocoder: the source VQ-VAE's (encoder/quantizer weights, model config entries).
+
+    The vocoder's model config takes the source's encoder, quantizer and codebook sizes, so its
+    checkpoint is self-contained; the speakers must be the same.
+    """
+    source, source_speakers, payload = load_vqvae(str(cfg.units_from))
+    if source_speakers != speakers:
+        raise SpeechVQError(f"units_from={cfg.units_from}: its speakers differ from those of {cfg.data.prepared}")
+    model = payload["config"]["model"]
+    entries = {key: model[key] for key in ("num_codes", "code_dim", "encoder", "quantizer")}
+    weights = {f"encoder.{k}": v for k, v in source.encoder.state_dict().items()}
+    weights.update({f"quantizer.{k}": v for k, v in source.quantizer.state_dict().items()})
+    return weights, entries
+
+
 def train(cfg: DictConfig) -> TrainResult:
     """Train the VQ-VAE described by the composed ``train`` config; return the trained model.
 
+    With ``units_from=CKPT`` only the decoder is trained, on the frozen encoder and quantizer of
+    that VQ-VAE (a unit vocoder; its model config takes their settings from CKPT).
     Under torchrun every process calls this; a process group set up here is torn down at the
     end (one that the caller initialised is left alone).
     """
     for key in ("run_dir", "data.prepared"):
         if _is_missing(cfg, key):
             raise SpeechVQError(f"config value {key} is missing: add {key}=... to the command line")
+    corpus = PreparedCorpus(cfg.data.prepared)
+    speakers = corpus.speakers
+    unit_weights = None
+    if cfg.get("units_from"):
+        unit_weights, entries = _units_from(cfg, speakers)
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            for key, value in entries.items():
+                cfg.model[key] = value
     try:
         config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as exc:  # omegaconf interpolation / missing-value errors are config mistakes
@@ -691,12 +759,17 @@ def train(cfg: DictConfig) -> TrainResult:
     try:
         seed = int(cfg.seed)
         seed_everything(seed)
-        corpus = PreparedCorpus(cfg.data.prepared)
-        speakers = corpus.speakers
-        model = build_vqvae(cfg.model, num_speakers=len(speakers))
+        model = build_vqvae(cfg.model, num_speakers=len(speakers), frozen_units=unit_weights is not None)
+        if unit_weights is not None:
+            model.load_state_dict(unit_weights, strict=False)
+        with_f0 = not model.autoregressive
+        f0_statistics = speaker_f0_stats(corpus, speakers) if corpus.has_f0 else {}
+        if with_f0 and not f0_statistics:
+            raise SpeechVQError(f"{corpus.root}: the source-filter decoder needs the F0 cache; "
+                                "run `speechvq prepare` again")
 
         def dataset_factory(epoch: int) -> SegmentDataset:
-            dataset = SegmentDataset(corpus, "train", segment_samples, speakers, seed=seed)
+            dataset = SegmentDataset(corpus, "train", segment_samples, speakers, seed=seed, with_f0=with_f0)
             dataset.set_epoch(epoch)
             return dataset
 
@@ -709,6 +782,7 @@ def train(cfg: DictConfig) -> TrainResult:
             audio_clips=int(cfg.trainer.audio_clips),
             device=ctx.device,
             seed=seed,
+            with_f0=with_f0,
         )
         trainer = Trainer(
             model,
@@ -723,8 +797,8 @@ def train(cfg: DictConfig) -> TrainResult:
             num_workers=int(cfg.data.num_workers),
             seed=seed,
             validate_fn=validation if len(validation) else None,
-            best_metric="nll_bits_per_sample",
-            checkpoint_extras=lambda _model: {"speakers": list(speakers)},
+            best_metric="nll_bits_per_sample" if model.autoregressive else "stft_loss",
+            checkpoint_extras=lambda _model: {"speakers": list(speakers), "f0_stats": f0_statistics},
             resume_must_match={"speakers": list(speakers)},
             ctx=ctx,
         )

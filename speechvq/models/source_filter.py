@@ -1,0 +1,154 @@
+"""Source-filter WaveNet decoder: codes + speaker + F0 -> waveform in one forward pass.
+
+A non-autoregressive neural source-filter model (Wang et al. 2019, NSF) trained with a
+multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN)::
+
+    f0 (B, F) Hz --harmonic_excitation--> (B, H+1, 64 F): sin(k phi), k = 1..H, and noise
+      --1x1--> (B, R, 64 F) --non-causal WaveNet (gated, kernel 3, dilations 1..2**(L-1)),
+         local conditioning z_q (B, D, F) -> conv stack -> x64, global = speaker embedding--> (B, 1, 64 F)
+
+The excitation gives the output its pitch; the codes and the speaker shape the spectrum.
+A small F0 predictor (its own conv stack on the detached code vectors and its own speaker
+embedding, so it never changes what the codes learn) gives a contour when none is known, for
+`decode` from codes and for prior samples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechvq.errors import SpeechVQError
+from speechvq.modules.conv import ResStack1d
+from speechvq.modules.excitation import harmonic_excitation
+from speechvq.modules.stft_loss import MultiResolutionSTFTLoss
+from speechvq.modules.wavenet import WaveNet
+
+
+class SourceFilterDecoder(nn.Module):
+    """Non-autoregressive decoder x = f(excitation(F0), z_q, speaker).
+
+    Args:
+        code_dim: D, channels of the code vectors z_q.
+        num_speakers: rows of the speaker embeddings.
+        speaker_dim: channels of the speaker embedding (global conditioning).
+        cond_channels: channels of the frame-rate conditioning stack.
+        cond_layers: convolutions of that stack (one 3-wide input convolution + cond_layers - 1 blocks).
+        residual_channels, gate_channels, skip_channels: the WaveNet's widths (R, G, S).
+        layers, stacks: WaveNet layers and dilation cycles (dilations 1..2**(layers/stacks - 1)).
+        kernel_size: odd width of the non-causal dilated convolutions.
+        harmonics: H, sinusoids in the excitation.
+        hop_length: samples per code frame (64).
+        sample_rate: hertz (16000).
+        f0_loss_weight: weight of the F0 predictor's loss in `loss`.
+    """
+
+    autoregressive = False
+
+    def __init__(
+        self,
+        code_dim: int = 64,
+        num_speakers: int = 1,
+        speaker_dim: int = 16,
+        cond_channels: int = 32,
+        cond_layers: int = 2,
+        residual_channels: int = 32,
+        gate_channels: int = 64,
+        skip_channels: int = 32,
+        layers: int = 10,
+        stacks: int = 1,
+        kernel_size: int = 3,
+        harmonics: int = 8,
+        hop_length: int = 64,
+        sample_rate: int = 16000,
+        f0_loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if num_speakers < 1 or speaker_dim < 1:
+            raise SpeechVQError(
+                f"decoder needs num_speakers >= 1 and speaker_dim >= 1, got {num_speakers} and {speaker_dim}")
+        if cond_layers < 1 or harmonics < 1:
+            raise SpeechVQError(f"decoder cond_layers and harmonics must be >= 1, got {cond_layers}, {harmonics}")
+        if kernel_size % 2 != 1:
+            raise SpeechVQError(f"source-filter decoder kernel_size must be odd, got {kernel_size}")
+        self.hop_length = int(hop_length)
+        self.sample_rate = int(sample_rate)
+        self.num_speakers = int(num_speakers)
+        self.harmonics = int(harmonics)
+        self.f0_loss_weight = float(f0_loss_weight)
+        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim)
+        self.cond_in = nn.Conv1d(code_dim, cond_channels, 3, padding=1)
+        self.cond_stack = ResStack1d(cond_channels, cond_channels, cond_layers - 1)
+        self.source_in = nn.Conv1d(harmonics + 1, residual_channels, 1)
+        try:
+            self.wavenet = WaveNet(
+                residual_channels, gate_channels, skip_channels, 1, layers, stacks,
+                local_channels=cond_channels, global_channels=speaker_dim, kernel_size=kernel_size, causal=False,
+            )
+        except ValueError as exc:
+            raise SpeechVQError(f"decoder: {exc}") from None
+        self.f0_speaker = nn.Embedding(num_speakers, speaker_dim)
+        self.f0_net = nn.Sequential(
+            nn.Conv1d(code_dim + speaker_dim, cond_channels, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(cond_channels, cond_channels, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(cond_channels, 2, 1),
+        )
+        self.stft_loss = MultiResolutionSTFTLoss()
+
+    def _check_speaker(self, speaker: torch.Tensor, batch: int) -> None:
+        if speaker.dim() != 1 or speaker.shape[0] != batch:
+            raise SpeechVQError(f"speaker must have shape ({batch},), got {tuple(speaker.shape)}")
+
+    def forward(self, z_q: torch.Tensor, speaker: torch.Tensor, f0: torch.Tensor,
+                generator: torch.Generator | None = None, initial_phase: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate audio.
+
+        Args:
+            z_q: (B, D, F) code vectors.
+            speaker: (B,) int64 speaker indices.
+            f0: (B, F) float hertz, 0 where unvoiced.
+            generator: seeds the excitation noise; initial_phase: (B,) radians (default 0).
+        Returns:
+            (B, hop_length * F) float waveform.
+        """
+        self._check_speaker(speaker, z_q.shape[0])
+        if f0.shape != (z_q.shape[0], z_q.shape[-1]):
+            raise SpeechVQError(f"f0 must have shape {(z_q.shape[0], z_q.shape[-1])}, got {tuple(f0.shape)}")
+        source = harmonic_excitation(f0, self.hop_length, self.sample_rate, self.harmonics,
+                                     initial_phase=initial_phase, generator=generator)
+        local = self.cond_stack(self.cond_in(z_q))
+        out = self.wavenet(self.source_in(source), local, self.speaker_embedding(speaker), self.hop_length)
+        return out[:, 0]
+
+    def f0_outputs(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log F0 in log-hertz (B, F), voicing logit (B, F)) predicted from detached z_q and the speaker."""
+        self._check_speaker(speaker, z_q.shape[0])
+        spk = self.f0_speaker(speaker)[:, :, None].expand(-1, -1, z_q.shape[-1])
+        out = self.f0_net(torch.cat([z_q.detach(), spk], dim=1))
+        return out[:, 0] + 5.0, out[:, 1]  # 5.0: log(148 Hz), a neutral starting point
+
+    @torch.no_grad()
+    def predict_f0(self, z_q: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """(B, D, F) code vectors, (B,) speakers -> (B, F) F0 in hertz, 0 where predicted unvoiced."""
+        log_f0, logit = self.f0_outputs(z_q, speaker)
+        return torch.where(logit > 0, log_f0.exp(), torch.zeros_like(log_f0))
+
+    def loss(self, wav: torch.Tensor, z_q: torch.Tensor, speaker: torch.Tensor,
+             f0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training terms for target wav (B, T), T <= 64 F, with its F0 (B, F) hertz.
+
+        Returns scalars: ``stft_convergence``, ``stft_log_magnitude``, ``f0_loss`` (L1 of log F0
+        on voiced frames + voicing cross-entropy) and ``loss`` (their sum, F0 term weighted).
+        A random initial phase per item keeps the filter from memorising one.
+        """
+        phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
+        estimate = self(z_q, speaker, f0, initial_phase=phase)[:, : wav.shape[-1]]
+        convergence, log_magnitude = self.stft_loss(estimate, wav)
+        log_f0, logit = self.f0_outputs(z_q, speaker)
+        voiced = f0 > 0
+        f0_l1 = ((log_f0 - f0.clamp(min=1.0).log()).abs() * voiced).sum() / voiced.sum().clamp(min=1)
+        f0_loss = f0_l1 + F.binary_cross_entropy_with_logits(logit, voiced.float())
+        total = convergence + log_magnitude + self.f0_loss_weight * f0_loss
+        return {"stft_convergence": convergence, "stft_log_magnitude": log_magnitude, "f0_loss": f0_loss,
+                "loss": total}
