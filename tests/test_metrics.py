@@ -1,4 +1,5 @@
-"""Conversion metrics: MCD (WORLD + SPTK + DTW), speaker similarity (resemblyzer), code agreement."""
+"""Conversion metrics: MCD (WORLD + SPTK + DTW), speaker similarity (resemblyzer), code agreement,
+voicing, F0 error and spectral flatness."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from conftest import sine
 
 pytest.importorskip("pyworld")
 pytest.importorskip("pysptk")
@@ -19,12 +21,16 @@ from speechvq.analysis.metrics import (  # noqa: E402
     code_agreement,
     cosine_similarity,
     dtw_path,
+    f0_error_cents,
     mcd_frames,
     mel_cepstral_distortion,
     phone_agreement,
+    spectral_flatness,
+    voiced_retention,
     world_mcep,
 )
 from speechvq.audio import load_audio  # noqa: E402
+from speechvq.errors import SpeechVQError  # noqa: E402
 
 TEXT = "The quick brown fox jumps."
 OTHER_TEXT = "Nine bright stars were shining."
@@ -162,3 +168,47 @@ def test_phone_agreement_maps_codes_to_phones_on_aligned_frames():
     assert phone_agreement(codes, code_to_phone, labels) == pytest.approx(2 / 3)
     assert phone_agreement(codes[:2], code_to_phone, labels) == pytest.approx(1 / 2)  # common length
     assert phone_agreement(codes, code_to_phone, [None] * 5) is None
+
+
+def harmonic(f0: float, seconds: float = 0.5) -> np.ndarray:
+    """(n,) float32 tone: 8 harmonics of `f0` hertz with amplitudes 0.3 / k, at 16 kHz."""
+    return sum(sine(seconds, freq=f0 * k, amplitude=0.3 / k) for k in range(1, 9))
+
+
+@pytest.mark.parametrize("f0", [100.0, 150.0, 220.0])
+def test_spectral_flatness_of_white_noise_is_far_higher_than_of_a_harmonic_tone(f0):
+    noise = (0.3 * np.random.default_rng(int(f0)).uniform(-1, 1, 8000)).astype(np.float32)
+    tone = harmonic(f0)
+    assert 0.3 < spectral_flatness(noise) <= 1.0
+    assert 0.0 <= spectral_flatness(tone) < 1e-3
+    assert spectral_flatness(noise) > 1000 * spectral_flatness(tone)
+
+
+def test_spectral_flatness_leaves_out_silent_frames():
+    tone = harmonic(150.0)
+    silence = np.zeros(32000, dtype=np.float32)  # 2 s each side: most frames are silent
+    padded = np.concatenate([silence, tone, silence])
+    assert spectral_flatness(padded) == pytest.approx(spectral_flatness(tone), rel=0.2)
+    assert spectral_flatness(padded, range_db=np.inf) > 0.5  # counted, silent frames would dominate
+    with pytest.raises(SpeechVQError, match="silent"):
+        spectral_flatness(silence)
+
+
+def test_voiced_retention_and_f0_error_compare_tracks_frame_by_frame():
+    rng = np.random.default_rng(0)
+    track = np.where(rng.random(200) < 0.6, rng.uniform(80, 400, 200), 0.0).astype(np.float32)
+    assert voiced_retention(track, track) == 1.0
+    assert voiced_retention(track, np.zeros_like(track)) == 0.0
+    assert f0_error_cents(track, track) == pytest.approx(0.0, abs=1e-9)
+    assert f0_error_cents(track, 2 * track) == pytest.approx(1200.0)  # an octave, wherever it is voiced
+    assert f0_error_cents(2 * track, track) == pytest.approx(1200.0)
+    # Half of the source's voiced frames unvoiced in the output: retention 1/2, error over the rest.
+    voiced = np.flatnonzero(track > 0)
+    output = track.copy()
+    output[voiced[::2]] = 0.0
+    assert voiced_retention(track, output) == pytest.approx(len(voiced[1::2]) / len(voiced))
+    assert voiced_retention(track, output[:100]) == pytest.approx(np.mean(output[:100][track[:100] > 0] > 0))
+    source = np.array([0, 100, 100, 100, 0], np.float32)
+    assert voiced_retention(source, np.array([0, 0, 200, 100, 50, 7], np.float32)) == pytest.approx(2 / 3)
+    assert f0_error_cents(source, np.array([0, 0, 200, 100, 50, 7], np.float32)) == pytest.approx(600.0)
+    assert voiced_retention(np.zeros(5), track) is None and f0_error_cents(source, np.zeros(5)) is None

@@ -15,6 +15,7 @@ pytest.importorskip("pyworld")
 pytest.importorskip("pysptk")
 
 from speechvq.analysis.score import (  # noqa: E402
+    METRICS,
     Conversion,
     ReferenceIndex,
     aggregate,
@@ -87,11 +88,11 @@ def test_score_structure_references_and_aggregation(scored_setup):
     corpus, out = scored_setup
     result, failures = score(*scored_setup, vqvae=SignCodes())
     assert failures == []
-    assert set(result) == {"conversions", "pairs", "overall"}
+    assert set(result) == {"conversions", "pairs", "overall", "real"} and result["real"] is False
     rows = {Path(r["output"]).stem: r for r in result["conversions"]}
     for r in rows.values():
         assert {"target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
-                "source", "output", "source_speaker", "target_speaker", "utterance"} <= set(r)
+                "source", "output", "source_speaker", "target_speaker", "utterance", *METRICS} <= set(r)
     good, missing, failed, recon = rows["A_k1_to_B"], rows["A_k3_to_B"], rows["B_k1_to_A"], rows["A_k2_to_A"]
     # Reference lookup by utterance key in the target speaker's folder.
     assert Path(good["reference"]) == corpus / "B" / "k1.wav" and good["mcd_db"] == pytest.approx(0.0, abs=1e-6)
@@ -103,6 +104,12 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert failed["closer_to_target"] is False
     assert recon["closer_to_target"] is None and recon["target_similarity"] == recon["source_similarity"]
     assert recon["code_agreement"] == 1.0 and 0.0 <= good["code_agreement"] <= 1.0
+    # Voicing, pitch and flatness: the reconstruction is a copy of its source (A's 227 Hz tone).
+    assert recon["voiced_retention"] == 1.0 and recon["f0_error_cents"] == pytest.approx(0.0, abs=1e-6)
+    assert recon["flatness_ratio"] == 1.0 and recon["output_flatness"] == recon["source_flatness"]
+    assert recon["output_log_f0"] == pytest.approx(np.log(FREQ["A"] + 7), abs=0.01)
+    assert recon["f0_closer_to_target"] is None
+    assert all(r["f0_error_cents"] is None for r in (good, missing, failed))  # conversions move the pitch
     # Pair and overall aggregation.
     pairs = result["pairs"]
     assert set(pairs) == {"A->B", "B->A", "A->A"}
@@ -114,8 +121,12 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert overall["count"] == 4 and overall["closer_to_target"] == pytest.approx(2 / 3)
     assert overall["mcd_count"] == 3
     assert overall["mcd_db"] == pytest.approx(np.mean([good["mcd_db"], failed["mcd_db"], recon["mcd_db"]]))
+    assert overall["f0_error_cents"] == pytest.approx(recon["f0_error_cents"])
+    assert overall["flatness_ratio"] == pytest.approx(np.mean([r["flatness_ratio"] for r in rows.values()]))
+    assert overall["voiced_retention"] == pytest.approx(
+        np.mean([r["voiced_retention"] for r in rows.values() if r["voiced_retention"] is not None]))
     summary = format_summary(result)
-    assert "A->B" in summary and "overall" in summary
+    assert "A->B" in summary and "overall" in summary and "voiced" in summary and "F0 ct" in summary
 
 
 def test_phone_agreement_maps_output_codes_through_the_probe(scored_setup):
@@ -177,6 +188,18 @@ def test_aggregate_ignores_nulls():
     agg = aggregate(rows)
     assert agg["count"] == 2 and agg["closer_to_target"] == 0.5
     assert agg["target_similarity"] == pytest.approx(0.6) and agg["mcd_db"] == 6.0 and agg["mcd_count"] == 1
+    assert agg["voiced_retention"] is None and agg["f0_error_cents"] is None and agg["f0_closer_to_target"] is None
+
+
+def test_aggregate_takes_the_median_f0_error_and_the_share_f0_closer():
+    rows = [{"f0_error_cents": 10.0, "voiced_retention": 1.0, "flatness_ratio": 1.0, "f0_closer_to_target": True},
+            {"f0_error_cents": 20.0, "voiced_retention": 0.5, "flatness_ratio": 3.0, "f0_closer_to_target": None},
+            {"f0_error_cents": 1200.0, "voiced_retention": None, "flatness_ratio": None, "f0_closer_to_target": False},
+            {"f0_error_cents": None, "voiced_retention": 0.0, "flatness_ratio": 2.0, "f0_closer_to_target": True}]
+    agg = aggregate(rows)
+    assert agg["f0_error_cents"] == 20.0  # the median: one octave error does not swamp it (the mean is 410)
+    assert agg["voiced_retention"] == 0.5 and agg["flatness_ratio"] == 2.0
+    assert agg["f0_closer_to_target"] == pytest.approx(2 / 3)
 
 
 def test_score_cli_writes_json_and_lists_failed_outputs(scored_setup, tmp_path, capsys):
@@ -188,9 +211,10 @@ def test_score_cli_writes_json_and_lists_failed_outputs(scored_setup, tmp_path, 
     captured = capsys.readouterr()
     assert "B_k1_to_A.wav" in captured.err and "overall" in captured.out
     result = json.loads(json_path.read_text())
-    assert set(result) == {"conversions", "pairs", "overall"} and result["overall"]["count"] == 4
+    assert set(result) == {"conversions", "pairs", "overall", "real"} and result["overall"]["count"] == 4
     rows = {Path(r["output"]).stem: r for r in result["conversions"]}
     assert rows["B_k1_to_A"]["error"] and rows["B_k1_to_A"]["target_similarity"] is None
+    assert rows["B_k1_to_A"]["voiced_retention"] is None and rows["B_k1_to_A"]["flatness_ratio"] is None
     assert rows["A_k1_to_B"]["mcd_db"] == pytest.approx(0.0, abs=1e-6)
     assert -1.0 <= rows["A_k1_to_B"]["target_similarity"] <= 1.0
 
@@ -204,3 +228,127 @@ def test_score_cli_without_conversions_file_is_a_one_line_error(tmp_path, capsys
     assert main(["score", str(tmp_path), "--references", str(tmp_path / "corpus"), "--json",
                  str(tmp_path / "s.json"), "--probe", str(tmp_path / "probe.json")]) == 2
     assert "--probe needs --checkpoint" in capsys.readouterr().err
+
+
+PITCH = {"low": 120.0, "high": 240.0}  # each speaker's pitch, inside WORLD's 50-600 Hz search range
+
+
+@pytest.fixture()
+def pitch_setup(tmp_path):
+    """Corpus low/u1..u4 (sines at 120 + 3 i Hz) and high/u1..u4 (240 + 3 i Hz), outputs made to order.
+
+    Returns (corpus, out, add): add(src_spk, key, tgt_spk, name, freq) writes a 0.5 s sine of
+    `freq` Hz (None: white noise) as output `name` and lists it in out/conversions.jsonl.
+    """
+    corpus = tmp_path / "corpus"
+    for speaker, f0 in PITCH.items():
+        for i in range(4):
+            make_wav(corpus / speaker / f"u{i + 1}.wav", seconds=0.5, freq=f0 + 3 * i, amplitude=0.3)
+    out = tmp_path / "conv"
+    out.mkdir()
+    rows = []
+
+    def add(src_spk, key, tgt_spk, name, freq, seed=0):
+        output = make_wav(out / f"{name}.wav", seconds=0.5, freq=freq, amplitude=0.3, seed=seed)
+        rows.append({"source": str(corpus / src_spk / f"{key}.wav"), "source_speaker": src_spk, "utterance": key,
+                     "target_speaker": tgt_spk, "output": str(output)})
+        write_jsonl_atomic(out / "conversions.jsonl", rows)
+
+    return corpus, out, add
+
+
+def scored_rows(corpus, out):
+    """Score out/conversions.jsonl (no failures allowed): {output stem: row}."""
+    result, failures = score(corpus, out)
+    assert failures == []
+    return {Path(r["output"]).stem: r for r in result["conversions"]}
+
+
+def test_voiced_retention_is_one_for_a_copy_and_near_zero_for_noise(pitch_setup):
+    corpus, out, add = pitch_setup
+    add("low", "u2", "low", "copy", freq=PITCH["low"] + 3)  # the same tone as low/u2
+    add("low", "u2", "high", "noise", freq=None)
+    add("high", "u3", "low", "noise_2", freq=None, seed=1)
+    rows = scored_rows(corpus, out)
+    assert rows["copy"]["voiced_retention"] == 1.0
+    assert rows["noise"]["voiced_retention"] < 0.1 and rows["noise_2"]["voiced_retention"] < 0.1
+    assert rows["noise"]["flatness_ratio"] > 1000  # white noise in place of a tone
+    assert rows["copy"]["flatness_ratio"] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_f0_error_is_zero_for_a_copy_and_1200_cents_an_octave_up(pitch_setup):
+    corpus, out, add = pitch_setup
+    add("low", "u2", "low", "copy", freq=PITCH["low"] + 3)
+    add("low", "u2", "low", "octave", freq=2 * (PITCH["low"] + 3))  # a "reconstruction" an octave up
+    add("low", "u3", "high", "conversion", freq=2 * (PITCH["low"] + 6))
+    rows = scored_rows(corpus, out)
+    assert rows["copy"]["f0_error_cents"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["octave"]["f0_error_cents"] == pytest.approx(1200.0, abs=10.0)
+    assert rows["octave"]["voiced_retention"] > 0.9
+    assert rows["conversion"]["f0_error_cents"] is None  # a conversion's pitch is moved on purpose
+
+
+def test_f0_closer_to_target_when_the_output_has_the_target_speakers_pitch(pitch_setup):
+    corpus, out, add = pitch_setup
+    add("low", "u1", "high", "converted", freq=PITCH["high"] + 3)  # the pitch of high's references
+    add("high", "u1", "low", "failed", freq=PITCH["high"] + 3)  # meant to sound like low, still high
+    add("low", "u2", "low", "reconstruction", freq=PITCH["low"] + 3)
+    result, failures = score(corpus, out)
+    assert failures == []
+    rows = {Path(r["output"]).stem: r for r in result["conversions"]}
+    assert rows["converted"]["output_log_f0"] == pytest.approx(np.log(PITCH["high"] + 3), abs=0.01)
+    assert rows["converted"]["f0_closer_to_target"] is True
+    assert rows["failed"]["f0_closer_to_target"] is False
+    assert rows["reconstruction"]["f0_closer_to_target"] is None
+    assert result["pairs"]["low->high"]["f0_closer_to_target"] == 1.0
+    assert result["overall"]["f0_closer_to_target"] == 0.5
+
+
+def test_f0_closer_to_target_is_null_without_the_target_speakers_references(pitch_setup):
+    corpus, out, add = pitch_setup
+    add("low", "u1", "nobody", "converted", freq=PITCH["high"])  # the corpus has no utterance of "nobody"
+    rows = scored_rows(corpus, out)
+    assert rows["converted"]["output_log_f0"] is not None and rows["converted"]["f0_closer_to_target"] is None
+
+
+def test_score_real_scores_the_target_speakers_recordings_in_place_of_the_outputs(scored_setup, tmp_path, capsys):
+    corpus, out = scored_setup
+    json_path = tmp_path / "real.json"
+    assert main(["score", str(out), "--references", str(corpus), "--json", str(json_path), "--f0", "dio",
+                 "--real", "--quiet", "--threads", "1"]) == 0
+    assert "skipped 1 of 4" in capsys.readouterr().out
+    result = json.loads(json_path.read_text())
+    assert result["real"] is True and set(result) == {"conversions", "pairs", "overall", "real"}
+    rows = {(r["source_speaker"], r["utterance"], r["target_speaker"]): r for r in result["conversions"]}
+    assert set(rows) == {("A", "k1", "B"), ("B", "k1", "A"), ("A", "k2", "A")}  # B never said k3: skipped
+    for (_, key, target), r in rows.items():
+        assert Path(r["output"]) == Path(r["reference"]) == corpus / target / f"{key}.wav"
+        assert r["mcd_db"] == pytest.approx(0.0, abs=1e-6) and "error" not in r
+    recon = rows[("A", "k2", "A")]
+    assert recon["voiced_retention"] == 1.0 and recon["f0_error_cents"] == pytest.approx(0.0, abs=1e-6)
+    # The failed conversion B -> A (it sounds like B) is replaced by A's own recording of k1.
+    assert rows[("B", "k1", "A")]["closer_to_target"] is True
+    assert result["overall"]["count"] == 3 and result["overall"]["closer_to_target"] == 1.0
+
+
+def test_score_real_without_any_reference_is_an_error(scored_setup):
+    corpus, out = scored_setup
+    rows = [json.loads(line) for line in (out / "conversions.jsonl").read_text().splitlines()]
+    write_jsonl_atomic(out / "conversions.jsonl", [r for r in rows if r["utterance"] == "k3"])  # B never said k3
+    with pytest.raises(SpeechVQError, match="--real: none of the 1 listed"):
+        score(corpus, out, real=True)
+    result, _ = score(corpus, out)
+    assert result["real"] is False and result["overall"]["count"] == 1
+
+
+def test_a_row_whose_source_cannot_be_read_has_every_metric_null(scored_setup):
+    corpus, out = scored_setup
+    rows = [json.loads(line) for line in (out / "conversions.jsonl").read_text().splitlines()]
+    rows[0]["source"] = str(corpus / "A" / "moved" / "k1.wav")  # found by key in the corpus, but unreadable
+    write_jsonl_atomic(out / "conversions.jsonl", rows)
+    result, failures = score(corpus, out)
+    assert [Path(path).name for path, _ in failures] == ["A_k1_to_B.wav"]
+    failed = result["conversions"][0]
+    assert failed["error"] and failed["reference"] is not None  # the output itself could be embedded
+    assert all(failed[key] is None for key in METRICS)
+    assert all(r[key] is not None for r in result["conversions"][1:] for key in ("target_similarity", "flatness_ratio"))

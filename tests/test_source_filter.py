@@ -135,3 +135,18 @@ def test_gradient_reversal_flips_the_sign():
     (grad_reverse(x, 0.5) * torch.arange(5.0)).sum().backward()
     assert torch.allclose(x.grad, -0.5 * torch.arange(5.0))
     assert torch.equal(grad_reverse(x.detach(), 2.0), x.detach())
+
+
+def test_speaker_information_is_full_for_speaker_codes_and_chance_for_shared_ones():
+    from speechvq.analysis.speaker_info import speaker_information
+
+    rng = np.random.default_rng(0)
+    speakers = np.repeat(np.arange(4), 10)
+    train = np.tile(np.arange(10) < 7, 4)
+    own = [rng.integers(16 * s, 16 * s + 16, 200) for s in speakers]        # disjoint code sets per speaker
+    shared = [rng.integers(0, 64, 200) for _ in speakers]                   # every speaker uses every code
+    full = speaker_information(own, speakers, train, 64)
+    assert full["frame_speaker_accuracy"] == 1.0 and full["utterance_speaker_accuracy"] == 1.0
+    none = speaker_information(shared, speakers, train, 64)
+    assert none["chance"] == 0.25
+    assert none["frame_speaker_accuracy"] < 0.35 and none["utterance_speaker_accuracy"] < 0.6

@@ -3,7 +3,8 @@
 #
 #   recipes/vctk/run.sh [--conf conf/cpu.yaml] [--out exp/NAME] [--stage N] [--stop-stage M]
 #                       [--vctk-root DIR | --corpus-root DIR --layout folders] [--test-ids FILE]
-#                       [--download-dir DIR] [--demo]
+#                       [--download-dir DIR] [--data PREPARED] [--train-override KEY=VALUE ...]
+#                       [--vocoder-override KEY=VALUE ...] [--demo]
 #
 # Stages (README.md beside this script has the details):
 #   0 corpus    download VCTK 0.92 (resumable, checksum verified, extracted once), or use
@@ -17,8 +18,12 @@
 #   4 prior     `speechvq train-prior`, `speechvq evaluate`, `speechvq sample`
 #   5 probe     `speechvq probe` (skipped without phone alignments)
 #   6 convert   the conf's fixed pair list: `speechvq convert --batch`, `speechvq reconstruct`,
-#               `speechvq score` of both
+#               `speechvq score` of both, and `speechvq score --real` (the target speakers'
+#               real recordings scored the same way: the ceiling)
 #   7 report    `speechvq report`: the samples page
+# --data reuses a corpus prepared by another run (linked as exp/NAME/data; stage 1 is then
+# skipped); --train-override and --vocoder-override (repeatable) append hydra overrides to the
+# conf's `train.overrides` / `vocoder.overrides`: the ablation rows of README.md are made so.
 # Outputs go under exp/NAME/: data/ vqvae/ codes/ prior/ probe/ convert/ score/ report/
 # (plus corpus/ for --demo and align/ for VCTK). A finished stage leaves exp/NAME/.done/N and
 # is skipped on the next run (delete the file to redo it); training resumes from its last
@@ -30,7 +35,7 @@ RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-python}
 
 conf="" out="" stage=0 stop_stage=7 vctk_root="" corpus_root="" layout="auto" test_ids="" demo=false
-download_dir=""
+download_dir="" prepared="" extra_train=() extra_vocoder=()
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "run.sh: error: $*" >&2; exit 2; }
@@ -46,6 +51,9 @@ while [ $# -gt 0 ]; do
     --layout) layout=$2; shift 2 ;;
     --test-ids) test_ids=$2; shift 2 ;;
     --download-dir) download_dir=$2; shift 2 ;;
+    --data) prepared=$2; shift 2 ;;
+    --train-override) extra_train+=("$2"); shift 2 ;;
+    --vocoder-override) extra_vocoder+=("$2"); shift 2 ;;
     --demo) demo=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $1" ;;
@@ -78,9 +86,19 @@ conf_prior_evaluate_args=() conf_prior_samples_args=() conf_probe_args=() conf_c
 conf_vocoder_overrides=()
 conf_shell=$("$PY" "$RECIPE_DIR/local/conf.py" shell "$conf") || die "$conf: unreadable conf"
 eval "$conf_shell"
+conf_train_overrides+=("${extra_train[@]}")
+[ ${#extra_vocoder[@]} -gt 0 ] && conf_vocoder_overrides+=("${extra_vocoder[@]}")
 threads=$conf_threads
 data=$out/data vqvae=$out/vqvae vocoder=$out/vocoder codes=$out/codes prior=$out/prior probe=$out/probe
 convert=$out/convert score=$out/score report=$out/report
+if [ -n "$prepared" ]; then
+  [ -f "$prepared/manifest.jsonl" ] || die "--data $prepared: not a prepared corpus (no manifest.jsonl)"
+  prepared=$(cd "$prepared" && pwd)
+  [ -e "$data" ] && [ "$(cd "$data" && pwd -P)" != "$(cd "$prepared" && pwd -P)" ] && die "$data exists and is not --data $prepared"
+  [ -e "$data" ] || ln -s "$prepared" "$data"
+  [ -f "$out/corpus_root" ] || { [ -f "$prepared/../corpus_root" ] && cp "$prepared/../corpus_root" "$out/corpus_root"; }
+  printf 'finished=%s\nseconds=0\n' "$(date -u +%FT%TZ)" > "$out/.done/1"
+fi
 
 # The corpus root: chosen by the flags, remembered in $out/corpus_root for later partial runs.
 if $demo; then corpus=$out/corpus
@@ -233,6 +251,11 @@ stage_convert() {
     speechvq score "$convert/$kind" --references "$corpus" "${ref_layout[@]}" --checkpoint "$vqvae" \
       --json "$score/$kind.json" --threads "$threads" "${conf_score_args[@]}"
   done
+  # the ceiling: the same scoring of the target speakers' real recordings of the converted sentences
+  if ! speechvq score "$convert/conversions" --references "$corpus" "${ref_layout[@]}" --real \
+      --json "$score/real.json" --threads "$threads" "${conf_score_args[@]}"; then
+    echo "score --real: skipped (the corpus has no parallel recordings of the converted sentences)"
+  fi
 }
 
 stage_report() {

@@ -1,4 +1,5 @@
-"""Objective voice-conversion metrics: mel-cepstral distortion, speaker similarity, code agreement.
+"""Objective voice-conversion metrics: mel-cepstral distortion, speaker similarity, code agreement,
+voicing, pitch and spectral flatness.
 
 * **MCD** (dB), as in the voice-conversion literature (VCC baselines, sprocket): WORLD spectral
   envelope (pyworld: harvest or dio + stonemask F0, then cheaptrick) -> mel-cepstrum of order 24
@@ -14,6 +15,13 @@
   utterance as in its source (content preservation without ASR); **phone agreement**: the
   share of the source's phone-aligned frames whose converted code maps, through the probe's
   many-to-one code -> phone mapping, to the aligned phone.
+* **Voicing and pitch**, on WORLD F0 tracks (`speechvq.f0.world_f0`, hertz, 0 where unvoiced)
+  compared frame by frame: **voiced retention**, the share of a source's voiced frames that
+  are voiced in the output (buzzy or whispered outputs lose voicing); **F0 error**, the median
+  absolute difference in cents over frames voiced in both.
+* **Spectral flatness** (librosa: geometric over arithmetic mean of the power spectrum, in
+  [0, 1]): near 0 for a harmonic sound, about 0.5 for white noise; the median over the frames
+  within 40 dB of the loudest, so that silence does not dominate. A noisy vocoder raises it.
 
 All waveforms are (n,) float32 in [-1, 1] at 16 kHz unless stated.
 """
@@ -29,12 +37,16 @@ import torch
 
 from speechvq.audio import SAMPLE_RATE
 from speechvq.errors import SpeechVQError
+from speechvq.f0 import cents
 
 MCEP_ORDER = 24
 MCEP_ALPHA = 0.42  # all-pass constant for 16 kHz
 FRAME_PERIOD_MS = 5.0
 POWER_THRESHOLD_DB = -20.0
 F0_METHODS = ("harvest", "dio")
+FLATNESS_N_FFT = 1024  # 64 ms at 16 kHz
+FLATNESS_HOP_LENGTH = 256  # 16 ms at 16 kHz
+FLATNESS_RANGE_DB = 40.0
 _MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
 
@@ -272,3 +284,58 @@ def phone_agreement(codes: np.ndarray, code_to_phone: Sequence[str], labels: Seq
     if not pairs:
         return None
     return float(np.mean([predicted == label for predicted, label in pairs]))
+
+
+# ----------------------------------------------------------------------------- voicing, pitch, flatness
+
+def voiced_retention(source_f0: np.ndarray, output_f0: np.ndarray) -> float | None:
+    """Share of the source's voiced frames that are voiced in the output, in [0, 1].
+
+    source_f0, output_f0: (F,) F0 tracks in hertz on the same frame grid, 0 where unvoiced,
+    compared frame by frame (no alignment) over their common length. None when the source has
+    no voiced frame there.
+    """
+    length = min(len(source_f0), len(output_f0))
+    voiced = np.asarray(source_f0[:length]) > 0
+    if not voiced.any():
+        return None
+    return float(np.mean(np.asarray(output_f0[:length])[voiced] > 0))
+
+
+def f0_error_cents(reference_f0: np.ndarray, output_f0: np.ndarray) -> float | None:
+    """Median absolute F0 difference in cents (1200 per octave) over the frames voiced in both.
+
+    reference_f0, output_f0: (F,) F0 tracks in hertz on the same frame grid, 0 where unvoiced,
+    compared frame by frame over their common length. None when no frame is voiced in both.
+    """
+    length = min(len(reference_f0), len(output_f0))
+    reference = np.asarray(reference_f0[:length], dtype=np.float64)
+    output = np.asarray(output_f0[:length], dtype=np.float64)
+    both = (reference > 0) & (output > 0)
+    if not both.any():
+        return None
+    return float(np.median(cents(output[both], reference[both])))
+
+
+def spectral_flatness(
+    wav: np.ndarray,
+    n_fft: int = FLATNESS_N_FFT,
+    hop_length: int = FLATNESS_HOP_LENGTH,
+    range_db: float = FLATNESS_RANGE_DB,
+) -> float:
+    """Median spectral flatness (in [0, 1]) of the non-silent frames of a (n,) float waveform.
+
+    Frames of `n_fft` samples every `hop_length` (librosa's centred framing, power spectrum);
+    only frames whose RMS is within `range_db` dB of the loudest frame's count. About 0.5 for
+    white noise, near 0 for a tone or a voiced vowel. Raises SpeechVQError for a silent waveform.
+    """
+    import librosa
+
+    x = np.asarray(wav, dtype=np.float32).reshape(-1)
+    if not np.any(x):
+        raise SpeechVQError("cannot compute the spectral flatness of a silent (all-zero) waveform")
+    flatness = librosa.feature.spectral_flatness(y=x, n_fft=n_fft, hop_length=hop_length)[0]
+    rms = librosa.feature.rms(y=x, frame_length=n_fft, hop_length=hop_length)[0]
+    length = min(len(flatness), len(rms))
+    level_db = 20.0 * np.log10(np.maximum(rms[:length], 1e-12) / rms[:length].max())
+    return float(np.median(flatness[:length][level_db >= -range_db]))

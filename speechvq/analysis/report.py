@@ -7,7 +7,10 @@ A part whose inputs are missing is left out with a note; the page is always writ
 
 The run directory (``recipes/vctk/run.sh --out RUN``)::
 
-    RUN/data/manifest.jsonl           prepared corpus: ids, speakers, splits, texts of the sources
+    RUN/data/manifest.jsonl           prepared corpus: ids, speakers, splits, texts of the sources;
+                                      target speakers' recordings of the sources' sentences (F0 plots)
+    RUN/vqvae/config.yaml             VQ-VAE config                   -> which decoder (WaveNet, source-filter)
+    RUN/vocoder/config.yaml           unit vocoder config, if any     -> the decoder of the conversions
     RUN/vqvae/tb/                     VQ-VAE TensorBoard logs         -> training curves
     RUN/vqvae/diagnose.json           `speechvq diagnose`             -> usage, collapse gap
     RUN/codes/                        `speechvq encode --data`        -> code usage plot
@@ -17,9 +20,12 @@ The run directory (``recipes/vctk/run.sh --out RUN``)::
     RUN/probe/probe.json, *.png       `speechvq probe`                -> probe numbers and figures
     RUN/convert/**/conversions.jsonl  `speechvq convert|reconstruct`  -> originals, reconstructions, conversions
     RUN/score/*.json                  `speechvq score`                -> score tables
+    RUN/score/real.json               `speechvq score --real`         -> the real recordings' scores (ceiling)
 
 Rows of ``conversions.jsonl`` whose target speaker is the source speaker are
-reconstructions; the others are conversions.
+reconstructions; the others are conversions. Each source utterance also gets a plot of the
+WORLD F0 contours of the source, its reconstruction, its conversions and (dashed) the target
+speakers' real recordings of the same sentence.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ DIAGNOSE_JSON = Path("vqvae") / "diagnose.json"
 EVALUATE_JSON = Path("prior") / "evaluate.json"
 PROBE_JSON = Path("probe") / "probe.json"
 SCORE_DIR = Path("score")
+REAL_SCORE_JSON = SCORE_DIR / "real.json"
+VQVAE_CONFIG = Path("vqvae") / "config.yaml"
+VOCODER_CONFIG = Path("vocoder") / "config.yaml"
+_MIC_SUFFIX = re.compile(r"_mic[12]$")
 CONVERSIONS_FILE = "conversions.jsonl"
 
 # Scalars plotted per training run (TensorBoard tag substrings, in this order); others follow.
@@ -63,6 +73,7 @@ class _Utterance:
     text: str | None = None
     reconstruction: Path | None = None
     conversions: dict[str, Path] = field(default_factory=dict)  # target speaker -> output wav
+    references: dict[str, Path] = field(default_factory=dict)  # target speaker -> real recording of the sentence
 
 
 class _Assets:
@@ -195,16 +206,55 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
 
 
+def _share(value, digits: int = 0) -> str:
+    """A 0..1 share as a percentage ("–" when missing or not a number)."""
+    return f"{value:.{digits}%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def decoder_name(run: str | os.PathLike, notes: list[str] | None = None) -> str | None:
+    """Which decoder generated the run's outputs, in words; None when the run has no config.
+
+    The unit vocoder's (RUN/vocoder/config.yaml) when the run has one, since the conversions
+    then used it, else the VQ-VAE's own decoder (RUN/vqvae/config.yaml):
+    ``config["model"]["decoder"]["type"]`` (default ``wavenet``). An unreadable config gives
+    None and a note in `notes`.
+    """
+    import yaml
+
+    run = Path(run)
+    vocoder = (run / VOCODER_CONFIG).is_file()
+    path = run / (VOCODER_CONFIG if vocoder else VQVAE_CONFIG)
+    if not path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        kind = config["model"]["decoder"].get("type", "wavenet")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        if notes is not None:
+            notes.append(f"{path.relative_to(run)}: no model.decoder in it ({type(exc).__name__}); decoder not named")
+        return None
+    words = {"wavenet": "autoregressive WaveNet", "source_filter": "source-filter"}.get(str(kind), str(kind))
+    if vocoder:
+        return f"{words} unit vocoder (RUN/vocoder)"
+    return "source-filter (VQ-VAE decoder)" if kind == "source_filter" else words
+
+
 def headline_figures(run: str | os.PathLike) -> list[tuple[str, str]]:
     """The run's key numbers as (label, value text) pairs, from the JSON results present.
 
-    Probe many-to-one accuracy against the majority baseline, the collapse gap, the prior's
-    bits per code against the unigram entropy, conversion speaker similarity (target vs
-    source), the share closer to the target, code agreement, MCD.
+    The decoder that generated the outputs, probe many-to-one accuracy against the majority
+    baseline, the collapse gap, the prior's bits per code against the unigram entropy,
+    conversion speaker similarity (target vs source), the share closer to the target (also of
+    the real recordings, RUN/score/real.json), the share whose F0 is closer to the target's,
+    code agreement, MCD, and for reconstructions the voiced frames kept, the median F0 error
+    and the spectral flatness ratio. Keys missing from a score file show as "–".
     """
     run = Path(run)
     notes: list[str] = []
     out: list[tuple[str, str]] = []
+    decoder = decoder_name(run)
+    if decoder is not None:
+        out.append(("decoder", decoder))
     probe = _read_json(run / PROBE_JSON, notes)
     if probe and probe.get("many_to_one_accuracy") is not None:
         m2o, base = probe["many_to_one_accuracy"], probe.get("majority_baseline")
@@ -224,27 +274,67 @@ def headline_figures(run: str | os.PathLike) -> list[tuple[str, str]]:
         out.append(("prior", f"{_num(evaluate['prior_bits_per_code'])} bits/code vs unigram "
                     f"{_num(evaluate.get('unigram_bits_per_code'))}, "
                     f"bitrate {_num(evaluate.get('bitrate_bits_per_second'), 0)} bit/s"))
+    real = _read_json(run / REAL_SCORE_JSON, notes)
+    real_overall = (real or {}).get("overall")
+    real_line = None
+    if real is not None:
+        share = real_overall.get("closer_to_target") if isinstance(real_overall, dict) else None
+        share = _share(share)
+        real_line = ("closer to target (real recordings)", f"{share} of real recordings" if share != "–" else "–")
     for name, label in (("conversions", "conversion"), ("reconstructions", "reconstruction")):
         score = _read_json(run / SCORE_DIR / f"{name}.json", notes)
         overall = (score or {}).get("overall") or {}
-        if not overall:
+        if not isinstance(overall, dict) or not overall:
             continue
         if label == "conversion":
             out.append(("speaker similarity", f"target {_num(overall.get('target_similarity'))} "
                         f"vs source {_num(overall.get('source_similarity'))}"))
-            share = overall.get("closer_to_target")
-            out.append(("closer to target", f"{share:.0%} of conversions" if isinstance(share, (int, float)) else "–"))
+            share = _share(overall.get("closer_to_target"))
+            out.append(("closer to target", f"{share} of conversions" if share != "–" else "–"))
+            if real_line is not None:
+                out.append(real_line)
+                real_line = None
+            share = _share(overall.get("f0_closer_to_target"))
+            out.append(("F0 closer to target", f"{share} of conversions" if share != "–" else "–"))
         out.append((f"{label} code agreement", _num(overall.get("code_agreement"))))
         mcd = overall.get("mcd_db")
         out.append((f"{label} MCD", f"{_num(mcd, 2)} dB" if mcd is not None else "– (no parallel references)"))
+        if label == "reconstruction":
+            kept = _share(overall.get("voiced_retention"), 1)
+            out.append(("voicing kept", f"{kept} of the sources' voiced frames" if kept != "–" else "–"))
+            cents = _num(overall.get("f0_error_cents"), 0)
+            out.append(("F0 error", f"{cents} cents (median)" if cents != "–" else "–"))
+            ratio = _num(overall.get("flatness_ratio"), 2)
+            out.append(("flatness ratio", f"{ratio}x (output / source spectral flatness)" if ratio != "–" else "–"))
+    if real_line is not None:
+        out.append(real_line)
     return out
 
 
 # ----------------------------------------------------------------------------- sections
 
 
+def _manifest_key(row: dict) -> str:
+    """A manifest row's utterance key: its id without the speaker (``p225_001`` -> ``001``), else its file's stem."""
+    speaker, name = str(row.get("speaker")), str(row.get("id") or Path(str(row.get("source") or "")).stem)
+    if name.startswith(f"{speaker}_"):
+        name = name[len(speaker) + 1:]
+    return _MIC_SUFFIX.sub("", name)
+
+
+def _same_sentence(a: dict, b: dict) -> bool:
+    """False when both manifest rows have transcripts and they differ (VCTK reuses numbers across sentences)."""
+    ta, tb = a.get("text"), b.get("text")
+    norm = lambda t: re.sub(r"[^a-z0-9' ]+", " ", str(t).lower()).split()  # noqa: E731
+    return not (ta and tb) or norm(ta) == norm(tb)
+
+
 def _collect_utterances(run: Path, max_utterances: int, notes: list[str]) -> list[_Utterance]:
-    """Source utterances from every conversions.jsonl under RUN/convert, test split first."""
+    """Source utterances from every conversions.jsonl under RUN/convert, test split first.
+
+    With the run's manifest, each conversion's target speaker's real recording of the same
+    utterance key (and the same transcript where both have one) is its reference.
+    """
     rows: list[tuple[Path, dict]] = []
     for jsonl in sorted((run / "convert").rglob(CONVERSIONS_FILE)) if (run / "convert").is_dir() else []:
         try:
@@ -252,10 +342,12 @@ def _collect_utterances(run: Path, max_utterances: int, notes: list[str]) -> lis
         except (json.JSONDecodeError, OSError) as exc:
             notes.append(f"{jsonl.relative_to(run)}: unreadable ({exc}); left out")
     manifest: dict[Path, dict] = {}
+    by_key: dict[tuple[str, str], dict] = {}
     if (run / "data" / "manifest.jsonl").is_file():
         for r in read_jsonl(run / "data" / "manifest.jsonl"):
             if r.get("source"):
                 manifest[Path(r["source"]).resolve()] = r
+                by_key.setdefault((str(r.get("speaker")), _manifest_key(r)), r)
     utterances: dict[Path, _Utterance] = {}
     for folder, r in rows:
         try:
@@ -279,6 +371,10 @@ def _collect_utterances(run: Path, max_utterances: int, notes: list[str]) -> lis
             utt.reconstruction = output
         else:
             utt.conversions[target] = output
+            info = manifest.get(source) or {"speaker": speaker, "id": utt.key}
+            ref = by_key.get((target, _manifest_key(info)))
+            if ref is not None and _same_sentence(info, ref) and Path(ref["source"]).is_file():
+                utt.references[target] = Path(ref["source"])
     order = sorted(utterances.values(), key=lambda u: (u.split != "test", u.id or "", str(u.source)))
     if len(order) > max_utterances:
         notes.append(f"{len(order)} source utterances were converted; the page shows {max_utterances}")
@@ -286,17 +382,24 @@ def _collect_utterances(run: Path, max_utterances: int, notes: list[str]) -> lis
 
 
 def _score_rows(run: Path, notes: list[str]) -> dict[Path, dict]:
-    """Per-output scores from RUN/score/*.json ("conversions" lists), keyed by the resolved output path."""
+    """Per-output scores from RUN/score/*.json ("conversions" lists), keyed by the resolved output path.
+
+    Files of real recordings (``"real": true``) are left out: their rows score corpus recordings, not outputs.
+    """
     rows: dict[Path, dict] = {}
     for path in sorted((run / SCORE_DIR).glob("*.json")) if (run / SCORE_DIR).is_dir() else []:
-        for row in (_read_json(path, notes) or {}).get("conversions") or []:
+        score = _read_json(path, notes) or {}
+        if score.get("real") is True:
+            continue
+        for row in score.get("conversions") or []:
             if isinstance(row, dict) and row.get("output"):
                 rows[Path(row["output"]).resolve()] = row
     return rows
 
 
 def _score_caption(row: dict | None) -> str | None:
-    """'similarity to target 0.81 / source 0.62 · MCD 7.1 dB · code agreement 0.4' from a score row."""
+    """'similarity to target 0.81 / source 0.62 · MCD 7.1 dB · code agreement 0.4 · voicing kept 93% ·
+    F0 error 35 cents · flatness ratio 1.21' from a score row (the parts it has)."""
     if not row:
         return None
     parts = []
@@ -306,6 +409,12 @@ def _score_caption(row: dict | None) -> str | None:
         parts.append(f"MCD {row['mcd_db']:.2f} dB")
     if row.get("code_agreement") is not None:
         parts.append(f"code agreement {_fmt(row['code_agreement'])}")
+    if _share(row.get("voiced_retention")) != "–":
+        parts.append(f"voicing kept {_share(row['voiced_retention'])}")
+    if _num(row.get("f0_error_cents"), 0) != "–":
+        parts.append(f"F0 error {_num(row['f0_error_cents'], 0)} cents")
+    if _num(row.get("flatness_ratio"), 2) != "–":
+        parts.append(f"flatness ratio {_num(row['flatness_ratio'], 2)}")
     return " · ".join(parts) or None
 
 
@@ -324,6 +433,79 @@ def _audio_card(assets: _Assets, wav_path: Path, label: str, stem: str, caption:
             f"<audio controls preload='metadata' src='{audio}'></audio>"
             f"<img src='{image}' alt='spectrogram: {html.escape(label)}'>"
             + (f"<p class='score'>{html.escape(caption)}</p>" if caption else "") + "</div>")
+
+
+def f0_contour_figure(tracks: list[tuple[str, np.ndarray, str, str]], hop_seconds: float):
+    """F0 contours on a log-frequency axis as a Figure; unvoiced frames (0) are not drawn.
+
+    tracks: (legend label, (F,) F0 in hertz, matplotlib colour, line style) per line.
+    hop_seconds: the time between frames.
+    """
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    from speechvq.f0 import F0_CEIL, F0_FLOOR
+
+    fig = _figure(7.0, 2.4)
+    ax = fig.add_subplot(1, 1, 1)
+    voiced_values = []
+    for label, f0, color, style in tracks:
+        f0 = np.asarray(f0, dtype=np.float64)
+        voiced = f0 > 0
+        voiced_values.append(f0[voiced])
+        ax.plot(np.arange(f0.shape[0]) * hop_seconds, np.where(voiced, f0, np.nan), color=color, ls=style,
+                lw=1.6 if style == "-" else 1.2, label=label)
+    values = np.concatenate(voiced_values) if voiced_values else np.zeros(0)
+    low, high = (values.min() / 1.1, values.max() * 1.1) if values.size else (F0_FLOOR, F0_CEIL)
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    ticks = [t for t in (50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600, 800) if low <= t <= high]
+    ax.yaxis.set_major_locator(FixedLocator(ticks or [round(math.sqrt(low * high))]))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    if not values.size:
+        ax.text(0.5, 0.5, "no voiced frames", transform=ax.transAxes, ha="center", va="center", color="#777")
+    ax.set_xlabel("time (s)", fontsize=8)
+    ax.set_ylabel("F0 (Hz)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, which="major", axis="y", color="#eee")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _f0_plot(assets: _Assets, utt: _Utterance, stem: str, notes: list[str]) -> str:
+    """The <figure> with the F0 contours of an utterance's source, reconstruction, conversions and
+    references ("" when none can be read)."""
+    from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, load_audio
+
+    try:
+        from speechvq.f0 import world_f0
+    except ImportError as exc:  # pragma: no cover - pyworld is a dependency
+        notes.append(f"F0 contours left out ({exc})")
+        return ""
+    colors = {utt.speaker: "C0"}
+    for i, target in enumerate(sorted(set(utt.conversions) | set(utt.references))):
+        colors.setdefault(target, f"C{(i + 1) % 10}")
+    lines = [(f"original ({utt.speaker})", utt.source, colors[utt.speaker], "-")]
+    if utt.reconstruction is not None:
+        lines.append((f"reconstruction ({utt.speaker})", utt.reconstruction, colors[utt.speaker], ":"))
+    for target in sorted(utt.conversions):
+        lines.append((f"converted to {target}", utt.conversions[target], colors[target], "-"))
+        if target in utt.references:
+            lines.append((f"real recording ({target})", utt.references[target], colors[target], "--"))
+    tracks = []
+    for label, path, color, style in lines:
+        try:
+            tracks.append((label, world_f0(load_audio(path), SAMPLE_RATE, HOP_LENGTH), color, style))
+        except AudioError as exc:
+            notes.append(f"{path.name}: {exc}; left out of the F0 plot")
+    if not tracks:
+        return ""
+    rel = assets.figure(f0_contour_figure(tracks, HOP_LENGTH / SAMPLE_RATE), stem + "_f0")
+    dashed = " Dashed: the target speaker's real recording of the sentence." if utt.references else ""
+    return (f"<figure class='f0'><img class='plot' src='{rel}' alt='F0 contours: {html.escape(stem)}'>"
+            f"<figcaption>WORLD F0 (Hz, log scale; unvoiced frames not drawn).{html.escape(dashed)}</figcaption></figure>")
 
 
 def _samples_section(run: Path, assets: _Assets, max_utterances: int, notes: list[str]) -> str:
@@ -345,7 +527,9 @@ def _samples_section(run: Path, assets: _Assets, max_utterances: int, notes: lis
                                      _score_caption(scores.get(output.resolve()))))
         split = f" <span class='split'>{html.escape(utt.split)} split</span>" if utt.split else ""
         text = f"<p class='text'>“{html.escape(utt.text)}”</p>" if utt.text else ""
-        blocks.append(f"<div class='utt'><h3>{html.escape(stem)}{split}</h3>{text}<div class='row'>{''.join(cards)}</div></div>")
+        f0 = _f0_plot(assets, utt, stem, notes)
+        blocks.append(f"<div class='utt'><h3>{html.escape(stem)}{split}</h3>{text}<div class='row'>{''.join(cards)}</div>"
+                      f"{f0}</div>")
     return "<section id='samples'><h2>Reconstructions and conversions</h2>" + "".join(blocks) + "</section>"
 
 
@@ -493,6 +677,8 @@ def _scores_section(run: Path, notes: list[str]) -> str:
         if not score:
             continue
         title = path.stem.replace("_", " ")
+        if score.get("real") is True:
+            title += " (real recordings of the target speakers: the ceiling)"
         tables = {}
         if isinstance(score.get("overall"), dict):
             tables["overall"] = score["overall"]
@@ -512,6 +698,7 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
 .row{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #ddd;border-radius:6px;padding:.5em;width:270px}
 .card audio{width:100%;margin:.3em 0}.card img{width:100%;display:block}.dur,.split{color:#777;font-size:.85em}
+.f0{margin:.6em 0 0}.f0 figcaption{color:#555;font-size:.8em}
 .text{font-style:italic;margin:.2em 0 .5em}.score{font-size:.8em;color:#444;margin:.3em 0 0}.plot{max-width:100%}.notes{color:#555;font-size:.9em}
 """
 
@@ -532,6 +719,7 @@ def build_report(run: str | os.PathLike, out: str | os.PathLike | None = None, m
     assets = _Assets(out)
     notes: list[str] = []
     figures = headline_figures(run)
+    decoder = decoder_name(run, notes)
     summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in figures)
     sections = [
         f"<section id='summary'><h2>Summary</h2><table class='kv'><tbody>{summary}</tbody></table></section>" if figures else "",
@@ -551,6 +739,7 @@ def build_report(run: str | os.PathLike, out: str | os.PathLike | None = None, m
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{_STYLE}</style></head>"
             f"<body><h1>{title}</h1><p>VQ-VAE speech units (van den Oord et al. 2017): originals, reconstructions "
             f"from the discrete codes, and the same codes decoded with other speakers' identities.</p>"
+            + (f"<p class='decoder'>Decoder of the outputs: <b>{html.escape(decoder)}</b></p>" if decoder else "")
             + "".join(sections) + notes_html + "</body></html>\n")
     index = out / PAGE_NAME
     write_text_atomic(index, page)

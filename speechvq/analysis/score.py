@@ -5,7 +5,7 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
 
 * ``target_similarity`` / ``source_similarity``: cosine similarity of the output's speaker
   embedding to the target / source speaker's centroid, built from that speaker's real
-  utterances in the reference corpus that are not used as sources in the scored set;
+  utterances in the reference corpus that are neither sources nor outputs in the scored set;
   ``closer_to_target``: target_similarity > source_similarity (null for reconstructions,
   where target = source);
 * ``mcd_db``: mel-cepstral distortion (DTW) against the target speaker's real recording of
@@ -17,12 +17,31 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
 * ``phone_agreement``: with a VQ-VAE and a probe result (``speechvq probe``'s JSON), the
   share of the source's phone-aligned frames whose output code maps, through the probe's
   many-to-one code -> phone mapping, to the aligned phone; null where the source has no
-  alignment in the corpus.
+  alignment in the corpus;
+* ``voiced_retention``: of the source's voiced frames, the share voiced in the output (WORLD
+  F0, 10 ms frames, compared frame by frame over the common length: an output has its
+  source's length); null where the source has no voiced frame;
+* ``f0_error_cents``: for a reconstruction only (a conversion moves the pitch on purpose), the
+  median absolute difference in cents between the output's and the source's F0 over the
+  frames voiced in both;
+* ``output_flatness`` / ``source_flatness``: median spectral flatness (0 tonal .. about 0.5 for
+  white noise) over the frames within 40 dB of the signal's loudest; ``flatness_ratio``:
+  output / source (above 1: the output is noisier than its source);
+* ``output_log_f0``: the mean natural log of the output's F0 (hertz) over its voiced frames;
+  ``f0_closer_to_target``: whether it is nearer the target speaker's mean log F0 than the
+  source speaker's, each pooled over the voiced frames of the real utterances of that
+  speaker's centroid (null for reconstructions and where a mean is unknown).
 
-The result is ``{"conversions": [...], "pairs": {"SRC->TGT": {...}}, "overall": {...}}``; in
-``pairs`` and ``overall`` the metrics are means over the rows that have them,
-``closer_to_target`` is the share of conversions closer to the target, ``count`` the rows and
-``mcd_count`` the rows with a reference recording.
+With ``real=True`` (``score --real``) each row's output is replaced by its reference, the
+target speaker's real recording of the utterance, and scored the same way: the ceiling of
+every metric. Rows without a reference are left out. A conversion's reference is another
+recording than its source, so its frame-by-frame ``voiced_retention`` is only indicative.
+
+The result is ``{"conversions": [...], "pairs": {"SRC->TGT": {...}}, "overall": {...},
+"real": bool}``; in ``pairs`` and ``overall`` the metrics are means over the rows that have
+them, except ``f0_error_cents`` (the median); ``closer_to_target`` and ``f0_closer_to_target``
+are the shares of conversions closer to the target, ``count`` the rows and ``mcd_count`` the
+rows with a reference recording.
 """
 
 from __future__ import annotations
@@ -30,7 +49,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,23 +62,29 @@ from speechvq.analysis.metrics import (
     centroid,
     cosine_similarity,
     encode_codes,
+    f0_error_cents,
     mcd_frames,
     mcep_features,
     phone_agreement,
     share_equal,
+    spectral_flatness,
+    voiced_retention,
 )
 from speechvq.analysis.probe import phone_frame_labels
 from speechvq.audio import load_audio
 from speechvq.data.alignments import read_alignment
 from speechvq.data.corpus import SourceUtterance
 from speechvq.errors import DataError, SpeechVQError
+from speechvq.f0 import f0_stats, world_f0
 from speechvq.fileio import read_jsonl
 from speechvq.inference.convert import CONVERSIONS_FILE
 
 CONVERSION_KEYS = ("source", "source_speaker", "utterance", "target_speaker", "output")
 METRICS = ("target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
-           "phone_agreement")
+           "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness", "source_flatness",
+           "flatness_ratio", "output_log_f0", "f0_closer_to_target")
 DEFAULT_MAX_REFERENCE_UTTERANCES = 20
+F0_HOP_LENGTH = 160  # 10 ms WORLD frames at 16 kHz for the voicing and pitch metrics
 _MIC_SUFFIX = re.compile(r"_mic[12]$")
 
 
@@ -190,15 +215,18 @@ def score_conversions(
     speaker_encoder: SpeakerEncoder | None = None,
     probe: dict | None = None,
     progress: bool = True,
+    real: bool = False,
 ) -> tuple[dict, list[tuple[Path, str]]]:
     """Score every conversion; returns (the result dict described in the module docstring, failures).
 
     references: the reference corpus's utterances (`speechvq.data.corpus.list_corpus`).
     vqvae: a VQ-VAE for code agreement (None: ``code_agreement`` is null). probe: a
     `run_probe` result of the same VQ-VAE (its ``code_to_phone`` and ``phone_map``) for phone
-    agreement (None: null). A conversion whose output or source cannot be read is listed in
-    the failures as (path, reason) and kept in the result with null metrics and an ``error``
-    field.
+    agreement (None: null). real: score each conversion's reference (the target speaker's
+    real recording of the utterance) in place of its output, leaving out conversions without
+    one (SpeechVQError if none has one). A conversion whose output or source cannot be read is
+    listed in the failures as (path, reason) and kept in the result with null metrics and an
+    ``error`` field.
     """
     if max_reference_utterances < 1:
         raise SpeechVQError(f"--max-reference-utterances must be at least 1, got {max_reference_utterances}")
@@ -206,25 +234,38 @@ def score_conversions(
         raise SpeechVQError(f"the probe result maps {len(probe['code_to_phone'])} codes but the VQ-VAE has "
                             f"{int(vqvae.num_codes)}; probe the same checkpoint")
     index = ReferenceIndex(references)
+    if real:
+        listed = len(conversions)
+        conversions = [replace(c, output=ref.path) for c in conversions if (ref := index.reference(c)) is not None]
+        if not conversions:
+            raise SpeechVQError(f"--real: none of the {listed} listed conversions has a real recording by its "
+                                "target speaker in the reference corpus")
     encoder = speaker_encoder or SpeakerEncoder(device="cpu")
     embed = _Cache(lambda path: encoder.embed(load_audio(path)))
     features = _Cache(lambda path: mcep_features(load_audio(path), f0_method=f0_method))
+    pitch = _Cache(lambda path: world_f0(load_audio(path), hop_length=F0_HOP_LENGTH))
+    flatness = _Cache(lambda path: spectral_flatness(load_audio(path)))
 
-    sources = {_resolved(c.source) for c in conversions}
+    # Held out of the centroids: the sources, and (with `real`) the real recordings scored as outputs.
+    held_out = {_resolved(p) for c in conversions for p in (c.source, c.output)}
     failures: list[tuple[Path, str]] = []
     centroids: dict[str, np.ndarray | None] = {}
+    log_f0_means: dict[str, float | None] = {}
     for speaker in tqdm(sorted({s for c in conversions for s in (c.source_speaker, c.target_speaker)}),
                         desc="score: speaker centroids", unit="spk", disable=not progress):
-        embeddings = []
-        for utt in index.centroid_utterances(speaker, sources, max_reference_utterances):
+        embeddings, tracks = [], []
+        for utt in index.centroid_utterances(speaker, held_out, max_reference_utterances):
             try:
                 embeddings.append(embed(utt.path))
+                tracks.append(pitch(utt.path))
             except SpeechVQError as exc:
                 failures.append((utt.path, str(exc)))
         centroids[speaker] = centroid(embeddings) if embeddings else None
+        stats = f0_stats(tracks)
+        log_f0_means[speaker] = None if stats is None else stats.mean
 
     rows = []
-    for conv in tqdm(conversions, desc="score", unit="utt", disable=not progress):
+    for conv in tqdm(conversions, desc="score (real)" if real else "score", unit="utt", disable=not progress):
         row = {"source": str(conv.source), "output": str(conv.output), "source_speaker": conv.source_speaker,
                "target_speaker": conv.target_speaker, "utterance": conv.utterance, **dict.fromkeys(METRICS)}
         reference = index.reference(conv)
@@ -246,6 +287,7 @@ def score_conversions(
                 if probe is not None and entry is not None and entry.alignment is not None:
                     labels = phone_frame_labels(read_alignment(entry.alignment), len(source_wav), probe.get("phone_map"))
                     row["phone_agreement"] = phone_agreement(codes, probe["code_to_phone"], labels)
+            row.update(_voicing_metrics(conv, pitch, flatness, log_f0_means))
         except SpeechVQError as exc:
             failures.append((conv.output, str(exc)))
             row.update(dict.fromkeys(METRICS), error=str(exc))
@@ -258,15 +300,50 @@ def score_conversions(
         "conversions": rows,
         "pairs": {pair: aggregate(members) for pair, members in sorted(pairs.items())},
         "overall": aggregate(rows),
+        "real": bool(real),
     }
     return result, failures
 
 
+def _voicing_metrics(conv: Conversion, pitch: _Cache, flatness: _Cache,
+                     log_f0_means: dict[str, float | None]) -> dict:
+    """The voicing, pitch and flatness fields of `conv`'s row (see the module docstring)."""
+    source_f0, output_f0 = pitch(conv.source), pitch(conv.output)
+    reconstruction = conv.target_speaker == conv.source_speaker
+    stats = f0_stats([output_f0])
+    output_log_f0 = None if stats is None else stats.mean
+    target_mean, source_mean = log_f0_means.get(conv.target_speaker), log_f0_means.get(conv.source_speaker)
+    closer = None
+    if not reconstruction and None not in (output_log_f0, target_mean, source_mean):
+        closer = bool(abs(output_log_f0 - target_mean) < abs(output_log_f0 - source_mean))
+    output_flatness, source_flatness = flatness(conv.output), flatness(conv.source)
+    return {
+        "voiced_retention": voiced_retention(source_f0, output_f0),
+        "f0_error_cents": f0_error_cents(source_f0, output_f0) if reconstruction else None,
+        "output_flatness": output_flatness,
+        "source_flatness": source_flatness,
+        "flatness_ratio": output_flatness / source_flatness if source_flatness > 0 else None,
+        "output_log_f0": output_log_f0,
+        "f0_closer_to_target": closer,
+    }
+
+
 def aggregate(rows: Sequence[dict]) -> dict:
-    """Means of the metrics over `rows` (ignoring nulls), the share closer to the target, counts."""
+    """Means of the metrics over `rows` (ignoring nulls), the shares closer to the target, counts.
+
+    ``f0_error_cents`` is the median (a few octave errors would swamp a mean);
+    ``closer_to_target`` and ``f0_closer_to_target`` are shares of the conversions that have them.
+    """
+    def values(key: str) -> list[float]:
+        return [float(r[key]) for r in rows if r.get(key) is not None]
+
     def mean(key: str) -> float | None:
-        values = [float(r[key]) for r in rows if r.get(key) is not None]
-        return float(np.mean(values)) if values else None
+        found = values(key)
+        return float(np.mean(found)) if found else None
+
+    def median(key: str) -> float | None:
+        found = values(key)
+        return float(np.median(found)) if found else None
 
     return {
         "count": len(rows),
@@ -277,19 +354,32 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "mcd_count": sum(r.get("mcd_db") is not None for r in rows),
         "code_agreement": mean("code_agreement"),
         "phone_agreement": mean("phone_agreement"),
+        "voiced_retention": mean("voiced_retention"),
+        "f0_error_cents": median("f0_error_cents"),
+        "f0_closer_to_target": mean("f0_closer_to_target"),
+        "flatness_ratio": mean("flatness_ratio"),
     }
 
 
 def format_summary(result: dict) -> str:
-    """A plain-text table of the per-pair and overall figures of a `score_conversions` result."""
+    """A plain-text table of the per-pair and overall figures of a `score_conversions` result.
+
+    Columns: speaker similarity to the target and source, share closer to the target, MCD (dB),
+    code and phone agreement, voiced retention, median F0 error (cents), flatness ratio and
+    share whose F0 is closer to the target's.
+    """
     header = (f"{'pair':<24} {'n':>4} {'sim tgt':>8} {'sim src':>8} {'closer':>7} {'MCD dB':>7} "
-              f"{'codes':>6} {'phones':>6}")
+              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'F0 cl':>6}")
     lines = [header, "-" * len(header)]
+    if result.get("real"):
+        lines.insert(0, "real recordings of the target speakers (the ceiling)")
     for name, agg in [*result["pairs"].items(), ("overall", result["overall"])]:
         lines.append(f"{name:<24} {agg['count']:>4} {_fmt(agg['target_similarity'], 8, 3)} "
                      f"{_fmt(agg['source_similarity'], 8, 3)} {_fmt(agg['closer_to_target'], 7, 2)} "
                      f"{_fmt(agg['mcd_db'], 7, 2)} {_fmt(agg['code_agreement'], 6, 3)} "
-                     f"{_fmt(agg['phone_agreement'], 6, 3)}")
+                     f"{_fmt(agg['phone_agreement'], 6, 3)} {_fmt(agg['voiced_retention'], 6, 3)} "
+                     f"{_fmt(agg['f0_error_cents'], 6, 0)} {_fmt(agg['flatness_ratio'], 6, 2)} "
+                     f"{_fmt(agg['f0_closer_to_target'], 6, 2)}")
     return "\n".join(lines)
 
 

@@ -21,11 +21,17 @@ from speechvq.models.loading import load_vqvae
 
 DESCRIPTION = """Objective metrics of conversions (or reconstructions) listed in DIR/conversions.jsonl:
 speaker similarity (resemblyzer's pretrained speaker encoder) of each output to the target and
-source speakers' centroids (their real utterances in CORPUS that are not sources), mel-cepstral
+source speakers' centroids (their real utterances in CORPUS that are not scored), mel-cepstral
 distortion with DTW against the target speaker's real recording of the same sentence (null where
 CORPUS has none), and, with --checkpoint, the share of frames whose code matches the source's
 (plus, with --probe and phone alignments in CORPUS, the share of aligned frames whose code maps
-to the aligned phone). Scoring the output of `speechvq reconstruct` gives the reconstruction MCD.
+to the aligned phone). Voicing and pitch (WORLD F0, 10 ms frames): the share of the source's
+voiced frames voiced in the output, for reconstructions the median F0 error in cents against
+the source, and for conversions whether the output's mean log F0 is nearer the target
+speaker's than the source speaker's; noisiness: the output's median spectral flatness over
+its source's. Scoring the output of `speechvq reconstruct` gives the reconstruction MCD.
+With --real, the target speakers' real recordings of the same sentences are scored in place
+of the outputs: the same scoring applied to real recordings, the ceiling of every metric.
 
 example: speechvq score conv/ --references corpora/vcc2016 --checkpoint exp/vqvae --json score.json"""
 
@@ -42,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-reference-utterances", type=int, default=DEFAULT_MAX_REFERENCE_UTTERANCES,
                         help=f"real utterances per speaker centroid (default {DEFAULT_MAX_REFERENCE_UTTERANCES})")
     parser.add_argument("--f0", choices=F0_METHODS, default="harvest",
-                        help="WORLD F0 estimator for the MCD analysis (default harvest; dio is faster)")
+                        help="WORLD F0 estimator for the MCD analysis (default harvest; dio is faster); "
+                             "the voicing and pitch metrics always use dio")
+    parser.add_argument("--real", action="store_true",
+                        help="score each row's reference (the target speaker's real recording of the same "
+                             "sentence) instead of its output: the same scoring applied to real recordings, "
+                             "the ceiling; rows without one are skipped")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compute_arguments(parser)
 
@@ -61,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         vqvae, _, _ = load_vqvae(args.checkpoint, device=device)
     result, failures = score_conversions(conversions, references, vqvae=vqvae, device=device,
                                          max_reference_utterances=args.max_reference_utterances,
-                                         f0_method=args.f0, probe=probe, progress=not args.quiet)
+                                         f0_method=args.f0, probe=probe, progress=not args.quiet, real=args.real)
     write_json_atomic(args.json, result)
     print(format_summary(result))
+    if args.real and result["overall"]["count"] < len(conversions):
+        print(f"--real: skipped {len(conversions) - result['overall']['count']} of {len(conversions)} rows "
+              "without a real recording by the target speaker")
     print(f"wrote {args.json}")
     for path, reason in failures:
         print(f"speechvq score: failed: {path}: {reason}", file=sys.stderr)
