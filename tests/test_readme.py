@@ -16,7 +16,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     assert len(blocks) == 1
     prepared = write_prepared_corpus(tmp_path)
-    train(compose("train", micro_overrides(tmp_path / "runs" / "tiny", prepared)))
+    train(compose("train", micro_overrides(tmp_path / "runs" / "tiny", prepared, "model=tiny_sf")))
     (tmp_path / "input.wav").write_bytes((tmp_path / "src" / "alice" / "u0.wav").read_bytes())
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
@@ -24,3 +24,4 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     codes, audio, converted = namespace["codes"], namespace["audio"], namespace["converted"]
     assert codes.dtype == np.int64 and audio.shape == (64 * codes.shape[0],)
     assert converted.shape == audio.shape and np.isfinite(converted).all()
+    assert namespace["shifted"].shape == audio.shape and not np.array_equal(namespace["shifted"], converted)

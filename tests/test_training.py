@@ -216,6 +216,43 @@ def test_source_filter_vqvae_trains_converts_and_keeps_f0_statistics(prepared, t
     assert "source-filter" in model.decoder_name
 
 
+def test_source_filter_commands_convert_with_pitch_shift_diagnose_and_evaluate(prepared, tmp_path, capsys):
+    """The CLI follows the checkpoint: one-pass generation, --pitch-shift, no likelihood but F0 bits."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from speechvq.data.dataset import PreparedCorpus
+    from speechvq.f0 import world_f0
+
+    run = tmp_path / "sf"
+    train(compose("train", micro_overrides(run, prepared, *SOURCE_FILTER)))
+    corpus = PreparedCorpus(prepared)
+    utt = corpus.utterances("test")[0]
+    target = next(s for s in corpus.speakers if s != utt.speaker)
+    outputs = {}
+    for name, extra in (("mapped", []), ("octave_down", ["--pitch-shift", "-12"])):
+        assert cli_main(["convert", str(run), utt.source, "--speaker", target, "--out", str(tmp_path / name),
+                         "--source-speaker", utt.speaker, "--device", "cpu", "--quiet", *extra]) == 0
+        assert "source-filter" in capsys.readouterr().out
+        outputs[name] = sf.read(next((tmp_path / name).glob("*.wav")))[0]
+    assert outputs["mapped"].shape == outputs["octave_down"].shape
+    assert not np.array_equal(outputs["mapped"], outputs["octave_down"])
+
+    assert cli_main(["diagnose", str(run), "--data", str(prepared), "--json", str(tmp_path / "d.json")]) == 0
+    diagnosis = json.loads((tmp_path / "d.json").read_text())
+    assert diagnosis["nll_true_bits_per_sample"] is None and diagnosis["stft_loss_true"] > 0
+    assert diagnosis["collapse_gap_stft_loss"] == pytest.approx(diagnosis["stft_loss_other"]
+                                                                - diagnosis["stft_loss_true"])
+    assert cli_main(["evaluate", str(run), "--data", str(prepared), "--json", str(tmp_path / "e.json")]) == 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["decoder_bits_per_sample"] is None and report["total_bits_per_sample"] is None
+    assert report["prior_bits_per_code"] == pytest.approx(5.0)  # log2(32) for the micro model's uniform prior
+    voiced_test = sum((world_f0(corpus.audio(u)) > 0).sum() for u in corpus.utterances("test"))
+    assert voiced_test > 0 and report["f0_bits_per_second"] > 0
+
+
 def test_unit_vocoder_trains_only_the_decoder_on_frozen_codes(full_run, prepared, tmp_path):
     """(a): units_from=CKPT freezes the encoder and codebook of an autoregressive VQ-VAE."""
     full_run = full_run[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import torch
 
@@ -11,7 +12,9 @@ DESCRIPTION = """\
 Show what a checkpoint holds: kind (vqvae or prior), training step, skipped updates,
 speakers, a summary of the model config, the number of parameters, the last validation
 figures and, when stored, code usage (for a VQ-VAE: how often each code was chosen during
-training; for a prior: the code frequencies it was trained on).
+training; for a prior: the code frequencies it was trained on). For a VQ-VAE also its decoder
+(wavenet or source_filter), the VQ-VAE whose frozen codes it was trained on (units_from, for
+a unit vocoder) and each speaker's median F0 in hertz.
 
 CKPT is a checkpoint file or a run directory (its best.pt, else last.pt).
 
@@ -61,6 +64,9 @@ def summarize_checkpoint(payload: dict) -> dict:
         "model": section,
         "valid": payload.get("valid") or {},
         "code_usage": _usage(counts),
+        "decoder": (section.get("decoder") or {}).get("type", "wavenet") if kind == "vqvae" else None,
+        "units_from": config.get("units_from"),
+        "f0_median_hz": {name: round(math.exp(float(v[0])), 1) for name, v in (payload.get("f0_stats") or {}).items()},
     }
 
 
