@@ -93,3 +93,20 @@ def test_misspelt_model_key_is_a_one_line_error():
     cfg = compose("train", REQUIRED + ["+model.decoder.layerz=3"])
     with pytest.raises(SpeechVQError, match="model.decoder.*layerz"):
         build_vqvae(cfg.model, num_speakers=2)
+
+
+RECIPE_CONFS = sorted((config_dir().parent / "recipes" / "vctk" / "conf").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("conf", RECIPE_CONFS, ids=lambda p: p.stem)
+def test_every_recipe_conf_trains_a_model_that_builds(conf):
+    """The recipe's train (and vocoder) overrides compose with configs/train.yaml and build."""
+    recipe = OmegaConf.load(conf)
+    for section in ("train", "vocoder"):
+        overrides = list(OmegaConf.select(recipe, f"{section}.overrides", default=None) or [])
+        if section == "vocoder" and not overrides:
+            continue
+        cfg = compose("train", REQUIRED + overrides)
+        model = build_vqvae(cfg.model, num_speakers=3)
+        assert cfg.data.segment_samples % model.hop_length == 0
+        assert cfg.trainer.max_steps >= 1
