@@ -252,7 +252,10 @@ stage_convert() {
       --json "$score/$kind.json" --threads "$threads" "${conf_score_args[@]}"
   done
   # the ceiling: the same scoring of the target speakers' real recordings of the converted sentences
-  if ! speechvq score "$convert/conversions" --references "$corpus" "${ref_layout[@]}" --real \
+  # (the same for every model: kept when there already)
+  if [ -f "$score/real.json" ]; then
+    echo "score --real: $score/real.json is there already"
+  elif ! speechvq score "$convert/conversions" --references "$corpus" "${ref_layout[@]}" --real \
       --json "$score/real.json" --threads "$threads" "${conf_score_args[@]}"; then
     echo "score --real: skipped (the corpus has no parallel recordings of the converted sentences)"
   fi
