@@ -83,3 +83,15 @@ def test_run_sh_refuses_bad_arguments(tmp_path):
     assert both.returncode == 2 and "not both" in both.stderr
     missing = _run("--out", str(tmp_path / "y"), "--stage", "2", "--stop-stage", "2")
     assert missing.returncode == 2 and "manifest.jsonl is missing" in missing.stderr
+
+
+def test_a_conf_with_a_base_takes_its_values_and_replaces_lists(tmp_path):
+    conf = _conf_module()
+    (tmp_path / "main.yaml").write_text("threads: 2\ntrain:\n  overrides: [a=1, b=2]\n  diagnose_args: [x]\n")
+    (tmp_path / "variant.yaml").write_text("base: main.yaml\ntrain:\n  overrides: [c=3]\n")
+    merged = conf.load(str(tmp_path / "variant.yaml"))
+    assert merged.threads == 2 and list(merged.train.overrides) == ["c=3"]
+    assert list(merged.train.diagnose_args) == ["x"] and "base" not in merged
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(SystemExit):
+        conf.load(str(tmp_path / "loop.yaml"))

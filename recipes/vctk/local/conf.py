@@ -7,6 +7,9 @@
     python local/conf.py speakers PREPARED N        the first N speakers (sorted), one per line
     python local/conf.py headline RUN               the run's headline figures, one per line
 
+A conf may start from another: ``base: vcc2016.yaml`` takes every value of that conf and
+overrides those given here.
+
 ``pairs`` reads the prepared corpus' manifest and the conf's ``convert.pairs`` section and
 writes into OUTDIR:
 
@@ -38,10 +41,18 @@ def fail(message: str) -> None:
 
 
 def load(conf: str):
+    """A conf; one with ``base: OTHER.yaml`` is that conf (beside it) with this one's values on top
+    (lists are replaced, not appended), so a variant names only what it changes."""
     path = Path(conf)
     if not path.is_file():
         fail(f"{conf}: no such conf file")
-    return OmegaConf.load(path)
+    node = OmegaConf.load(path)
+    base = node.pop("base", None)
+    if base is None:
+        return node
+    if Path(base).name != base or base == path.name:
+        fail(f"{conf}: base must name another conf file in the same folder, got {base!r}")
+    return OmegaConf.merge(load(str(path.parent / base)), node)
 
 
 def _shell_value(value) -> str:
