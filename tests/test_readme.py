@@ -16,7 +16,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     assert len(blocks) == 1
     prepared = write_prepared_corpus(tmp_path)
-    train(compose("train", micro_overrides(tmp_path / "runs" / "tiny", prepared, "model=tiny_sf")))
+    train(compose("train", micro_overrides(tmp_path / "runs" / "tiny", prepared)))
+    train(compose("train", micro_overrides(tmp_path / "runs" / "vocoder", prepared, "model=tiny_sf",
+                                           f"units_from={tmp_path / 'runs' / 'tiny'}")))
     (tmp_path / "input.wav").write_bytes((tmp_path / "src" / "alice" / "u0.wav").read_bytes())
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
