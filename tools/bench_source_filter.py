@@ -59,7 +59,7 @@ def main() -> None:
     ar_frames = int(args.ar_seconds * SAMPLE_RATE) // HOP
     lengths = torch.full((args.batch,), ar_frames * HOP)
     with torch.inference_mode():
-        ar_seconds = _time(lambda: generate(ar, z_q[:, :, :ar_frames], speaker, lengths, seed=0), 1)
+        ar_seconds = _time(lambda: generate(ar, z_q[:, :, :ar_frames], speaker, lengths, seed=0, progress=False), 1)
     ar_audio = args.batch * ar_frames * HOP / SAMPLE_RATE
     print(f"autoregressive_tiny_realtime_factor={ar_audio / ar_seconds:.3f}")
     print(f"threads={args.threads}")
