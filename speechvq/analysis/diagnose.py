@@ -124,13 +124,13 @@ def diagnose(
             nll_other += float(model.decoder.nll(wav, model.quantized(other_codes), speaker).double().sum())
         else:  # STFT loss (spectral convergence + log magnitude) with the utterance's own F0, per sample
             f0 = torch.from_numpy(corpus.f0(utt, 0, length // hop))[None].to(device)
-            for codes_used, name in ((codes, "true"), (other_codes, "other")):
-                terms = model.decoder.loss(wav, model.quantized(codes_used), speaker, f0)
-                value = float(terms["stft_convergence"] + terms["stft_log_magnitude"]) * length
-                if name == "true":
-                    nll_true += value
-                else:
-                    nll_other += value
+
+            def stft_total(used: torch.Tensor) -> float:
+                terms = model.decoder.loss(wav, model.quantized(used), speaker, f0)
+                return float(terms["stft_convergence"] + terms["stft_log_magnitude"]) * length
+
+            nll_true += stft_total(codes)
+            nll_other += stft_total(other_codes)
         total += length
         counts += torch.bincount(codes.flatten().cpu(), minlength=model.num_codes)
     if total == 0:

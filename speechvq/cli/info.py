@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
+
+from speechvq.f0 import F0Stats
 
 DESCRIPTION = """\
 Show what a checkpoint holds: kind (vqvae or prior), training step, skipped updates,
@@ -66,7 +67,8 @@ def summarize_checkpoint(payload: dict) -> dict:
         "code_usage": _usage(counts),
         "decoder": (section.get("decoder") or {}).get("type", "wavenet") if kind == "vqvae" else None,
         "units_from": config.get("units_from"),
-        "f0_median_hz": {name: round(math.exp(float(v[0])), 1) for name, v in (payload.get("f0_stats") or {}).items()},
+        "f0_median_hz": {name: round(F0Stats.from_list(v).median_hz, 1)
+                         for name, v in (payload.get("f0_stats") or {}).items()},
     }
 
 
