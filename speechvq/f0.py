@@ -78,6 +78,11 @@ def f0_stats(tracks: Iterable[np.ndarray]) -> F0Stats | None:
     return F0Stats(float(values.mean()), float(max(values.std(), 1e-3)), int(values.shape[0]))
 
 
+# How `SpeechVQ.conversion_f0` standardises a source contour: by its speaker's statistics, or by
+# the utterance's own mean (every output centred on the target speaker's mean).
+F0_MAPPINGS = ("speaker", "utterance")
+
+
 def map_f0(f0: np.ndarray, source: F0Stats | None, target: F0Stats | None,
            shift_semitones: float | None = None) -> np.ndarray:
     """Move a contour into another speaker's range; unvoiced frames stay 0.

@@ -195,7 +195,8 @@ def test_source_filter_vqvae_trains_converts_and_keeps_f0_statistics(prepared, t
     import numpy as np
 
     from speechvq.data.dataset import PreparedCorpus
-    from speechvq.f0 import F0Stats
+    from speechvq.errors import SpeechVQError
+    from speechvq.f0 import F0Stats, f0_stats
     from speechvq.inference.pipeline import SpeechVQ
 
     run = tmp_path / "sf"
@@ -215,6 +216,16 @@ def test_source_filter_vqvae_trains_converts_and_keeps_f0_statistics(prepared, t
     assert out.shape == (64 * -(-wav.shape[0] // 64),) and np.isfinite(out).all()
     assert "source-filter" in model.decoder_name
 
+    contour, target = corpus.f0(utt), stats[corpus.speakers[-1]]
+    source = stats[utt.speaker]
+    kept = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1])])
+    assert kept.mean - target.mean == pytest.approx((f0_stats([contour]).mean - source.mean) / source.std * target.std,
+                                                    abs=1e-4)
+    centred = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1], f0_mapping="utterance")])
+    assert centred.mean == pytest.approx(target.mean, abs=1e-4)
+    with pytest.raises(SpeechVQError, match="f0_mapping='octave'"):
+        model.conversion_f0(contour, utt.speaker, corpus.speakers[-1], f0_mapping="octave")
+
 
 def test_source_filter_commands_convert_with_pitch_shift_diagnose_and_evaluate(prepared, tmp_path, capsys):
     """The CLI follows the checkpoint: one-pass generation, --pitch-shift, no likelihood but F0 bits."""
@@ -232,13 +243,15 @@ def test_source_filter_commands_convert_with_pitch_shift_diagnose_and_evaluate(p
     utt = corpus.utterances("test")[0]
     target = next(s for s in corpus.speakers if s != utt.speaker)
     outputs = {}
-    for name, extra in (("mapped", []), ("octave_down", ["--pitch-shift", "-12"])):
+    for name, extra in (("mapped", []), ("octave_down", ["--pitch-shift", "-12"]),
+                        ("centred", ["--f0-mapping", "utterance"])):
         assert cli_main(["convert", str(run), utt.source, "--speaker", target, "--out", str(tmp_path / name),
                          "--source-speaker", utt.speaker, "--device", "cpu", "--quiet", *extra]) == 0
         assert "source-filter" in capsys.readouterr().out
         outputs[name] = sf.read(next((tmp_path / name).glob("*.wav")))[0]
     assert outputs["mapped"].shape == outputs["octave_down"].shape
     assert not np.array_equal(outputs["mapped"], outputs["octave_down"])
+    assert not np.array_equal(outputs["mapped"], outputs["centred"])
 
     assert cli_main(["diagnose", str(run), "--data", str(prepared), "--json", str(tmp_path / "d.json")]) == 0
     diagnosis = json.loads((tmp_path / "d.json").read_text())

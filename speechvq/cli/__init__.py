@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "voice conversion: encode source audio, decode as another speaker"),
     "train-prior": ("train_prior", "train the autoregressive prior over codes (hydra overrides)"),
     "sample": ("sample", "draw codes from the prior and decode them to speech"),
+    "compress": ("compress", "audio -> .svq files: codes entropy-coded with the prior (about 1 kbit/s)"),
+    "decompress": ("decompress", ".svq files -> audio in the stored or a chosen speaker's voice"),
     "evaluate": ("evaluate", "held-out likelihood: bits per sample, bits per code, bitrate"),
     "probe": ("probe", "phone and speaker probes of the codes (many-to-one, PNMI, purity, linear)"),
     "score": ("score", "conversion metrics: speaker similarity, MCD, code agreement"),

@@ -6,6 +6,7 @@ import argparse
 
 from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
                                  setup_compute)
+from speechvq.f0 import F0_MAPPINGS
 
 DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode them with the target
 speaker's identity. Inputs are audio files (any rate, any channels), directories, or list files.
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pitch-shift", type=float, default=None, metavar="SEMITONES",
                         help="source-filter decoder: shift the source's F0 by this many semitones instead of "
                              "mapping it onto the target speaker's range")
+    parser.add_argument("--f0-mapping", choices=F0_MAPPINGS, default="speaker",
+                        help="source-filter decoder: standardise the source's log F0 by its speaker's statistics "
+                             "(default; keeps the utterance's register relative to its speaker) or by the "
+                             "utterance's own mean (every output centred on the target's mean)")
 
 
 def run_inference(args: argparse.Namespace, targets: list[str] | None, command: str) -> int:
@@ -48,7 +53,8 @@ def run_inference(args: argparse.Namespace, targets: list[str] | None, command: 
     jobs = plan_jobs(collect_inputs(args.inputs), targets, args.source_speaker)
     rows, failures = run_jobs(model, jobs, args.out, batch_size=args.batch, temperature=args.temperature,
                               argmax=args.argmax, seed=args.seed, progress=not args.quiet,
-                              pitch_shift=getattr(args, "pitch_shift", None))
+                              pitch_shift=getattr(args, "pitch_shift", None),
+                              f0_mapping=getattr(args, "f0_mapping", "speaker"))
     print(f"wrote {len(rows)} files to {args.out} (conversions.jsonl)")
     return report_failures(failures, command)
 

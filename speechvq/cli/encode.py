@@ -41,8 +41,9 @@ def _encode_corpus(model, data: str, out: str, progress: bool) -> None:
     print(f"wrote codes of {len(codes.entries())} utterances to {out}")
 
 
-def _output_names(sources: list) -> list[str]:
-    """Output stem per input: its file stem, prefixed with its folder name where two inputs share a stem."""
+def _output_names(sources: list, suffix: str = ".npy") -> list[str]:
+    """Output stem per input: its file stem, prefixed with its folder name where two inputs share a stem
+    (`suffix`: the outputs' extension, for the message when two would still clash)."""
     from collections import Counter
 
     from speechvq.errors import SpeechVQError
@@ -51,7 +52,7 @@ def _output_names(sources: list) -> list[str]:
     names = [p.stem if counts[p.stem] == 1 else f"{p.resolve().parent.name}_{p.stem}" for p in sources]
     clash = next((n for n, c in Counter(names).items() if c > 1), None)
     if clash is not None:
-        raise SpeechVQError(f"several inputs would be written as {clash}.npy; encode them in separate runs")
+        raise SpeechVQError(f"several inputs would be written as {clash}{suffix}; process them in separate runs")
     return names
 
 

@@ -99,12 +99,13 @@ def run_jobs(
     seed: int | None = 0,
     progress: bool = True,
     pitch_shift: float | None = None,
+    f0_mapping: str = "speaker",
 ) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Encode each source once, generate the outputs `batch_size` at a time, write them atomically.
 
     With the source-filter decoder each source's F0 is extracted once and mapped onto each
     target's statistics (reconstructions keep it as it is); `pitch_shift` semitones overrides
-    the mapping for conversions. Returns (rows written to conversions.jsonl, failures as
+    the mapping for conversions; `f0_mapping` chooses the mapping (`SpeechVQ.conversion_f0`). Returns (rows written to conversions.jsonl, failures as
     (source, reason)). Unknown target speakers are refused before any work; unreadable sources
     are skipped and reported.
     """
@@ -129,7 +130,8 @@ def run_jobs(
             return None
         if job.target_speaker == job.source_speaker:
             return source_f0[job.source]
-        return model.conversion_f0(source_f0[job.source], job.source_speaker, job.target_speaker, pitch_shift)
+        return model.conversion_f0(source_f0[job.source], job.source_speaker, job.target_speaker, pitch_shift,
+                                   f0_mapping)
 
     todo = [j for j in jobs if j.source in codes]
     # Similar lengths in one batch waste less generation on padding.

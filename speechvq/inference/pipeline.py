@@ -6,6 +6,9 @@ This is the object `speechvq.load(CKPT)` returns and the one the inference comma
     codes = model.encode(wav)                        # (F,) int64, F = ceil(n / 64), 250 per second
     audio = model.decode(codes, speaker="p225")      # (64 * F,) float32 in [-1, 1] at 16 kHz
     converted = model.convert(wav, speaker="p226")   # encode + decode as another speaker
+    prior = CodingPrior.from_checkpoint("exp/prior")  # speechvq.inference.codec
+    data = model.compress(wav, prior, speaker="p225")  # the bytes of a .svq file, about 1 kbit/s
+    audio = model.decompress(data, prior)            # in the stored speaker's voice
 
 Two decoders (the checkpoint says which, `decoder_name`): the paper's autoregressive WaveNet
 generates sample by sample; the source-filter decoder generates in one forward pass from the
@@ -17,6 +20,7 @@ codes are given.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -24,7 +28,8 @@ import torch
 
 from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, num_frames, resample
 from speechvq.errors import SpeechVQError, UnknownSpeakerError
-from speechvq.f0 import F0Stats, f0_stats, map_f0, world_f0
+from speechvq.f0 import F0_MAPPINGS, F0Stats, f0_stats, map_f0, world_f0
+from speechvq.inference.codec import CodingPrior, compress_codes, decompress_codes, units_hash
 from speechvq.inference.generate import generate
 from speechvq.models.loading import load_vqvae
 
@@ -93,16 +98,25 @@ class SpeechVQ:
         return world_f0(wav)
 
     def conversion_f0(self, f0: np.ndarray, source_speaker: str | None, target_speaker: str,
-                      pitch_shift: float | None = None) -> np.ndarray:
+                      pitch_shift: float | None = None, f0_mapping: str = "speaker") -> np.ndarray:
         """A source contour moved into the target speaker's range (`speechvq.f0.map_f0`).
 
-        The source statistics are the training statistics of `source_speaker` when the model
-        knows it, else those of this utterance alone; `pitch_shift` semitones overrides the mapping.
+        ``f0_mapping="speaker"``: log F0 is standardised with the training statistics of
+        `source_speaker` when the model knows it (else those of this utterance alone), so an
+        utterance pitched above its speaker's average stays above the target's.
+        ``"utterance"``: standardised with this utterance's own mean (and the source speaker's
+        spread where known), so every output is centred on the target's mean. `pitch_shift`
+        semitones overrides either mapping.
         """
+        if f0_mapping not in F0_MAPPINGS:
+            raise SpeechVQError(f"f0_mapping={f0_mapping!r}: choose one of {', '.join(F0_MAPPINGS)}")
         if pitch_shift is not None:
             return map_f0(f0, None, None, shift_semitones=pitch_shift)
-        source = self.f0_statistics.get(source_speaker) if source_speaker is not None else None
-        source = source or f0_stats([f0])
+        speaker = self.f0_statistics.get(source_speaker) if source_speaker is not None else None
+        utterance = f0_stats([f0])
+        source = speaker or utterance
+        if f0_mapping == "utterance" and utterance is not None:
+            source = F0Stats(utterance.mean, speaker.std if speaker else utterance.std, utterance.voiced_frames)
         return map_f0(f0, source, self.f0_statistics.get(target_speaker))
 
     @torch.inference_mode()
@@ -174,7 +188,7 @@ class SpeechVQ:
 
     def convert(self, wav: np.ndarray, speaker: str, sample_rate: int = SAMPLE_RATE, temperature: float = 1.0,
                 argmax: bool = False, seed: int | None = None, source_speaker: str | None = None,
-                pitch_shift: float | None = None) -> np.ndarray:
+                pitch_shift: float | None = None, f0_mapping: str = "speaker") -> np.ndarray:
         """Voice conversion: (n,) waveform at `sample_rate` -> (64 * ceil(n' / 64),) float32 at 16 kHz in
         `speaker`'s voice, n' = the input's length at 16 kHz.
 
@@ -185,5 +199,47 @@ class SpeechVQ:
         codes = self.encode(wav, sample_rate)
         f0 = None
         if not self.autoregressive:
-            f0 = self.conversion_f0(self.source_f0(wav, sample_rate), source_speaker, speaker, pitch_shift)
+            f0 = self.conversion_f0(self.source_f0(wav, sample_rate), source_speaker, speaker, pitch_shift, f0_mapping)
         return self.decode(codes, speaker, temperature=temperature, argmax=argmax, seed=seed, f0=f0)
+
+    @cached_property
+    def units_hash(self) -> str:
+        """Hash of the encoder and codebook weights, which define the codes (`codec.units_hash`)."""
+        return units_hash(self.vqvae)
+
+    def compress(self, wav: np.ndarray, prior: CodingPrior, sample_rate: int = SAMPLE_RATE,
+                 speaker: str | None = None) -> bytes:
+        """(n,) waveform at `sample_rate` -> the bytes of a .svq file (`speechvq.inference.codec`).
+
+        speaker: the utterance's speaker (one this model knows), stored as the default voice of
+        `decompress` and used as the prior's conditioning where the prior knows it.
+        """
+        if speaker is not None:
+            self.speaker_index(speaker)
+        wav = resample(np.asarray(wav, dtype=np.float32).reshape(-1), sample_rate, SAMPLE_RATE)
+        return compress_codes(prior, self.encode(wav), units_hash=self.units_hash,
+                              speaker=prior.speaker_row(speaker), speaker_name=speaker or "",
+                              num_samples=wav.shape[0])
+
+    def read_compressed(self, data: bytes, prior: CodingPrior, speaker: str | None = None,
+                        name: str = "<data>") -> tuple[np.ndarray, str, int]:
+        """.svq bytes -> ((F,) int64 codes, the voice to decode with, the audio's length in samples).
+
+        The voice is `speaker`, else the one stored in the file; errors name `name` (the file).
+        """
+        codes, header = decompress_codes(prior, data, units_hash=self.units_hash, name=name)
+        if header.sample_rate != SAMPLE_RATE:
+            raise SpeechVQError(f"{name}: codes of {header.sample_rate} Hz audio; this model works at "
+                                f"{SAMPLE_RATE} Hz")
+        voice = speaker or header.speaker
+        if not voice:
+            raise SpeechVQError(f"{name}: no speaker stored in the file; choose a voice (--speaker)")
+        self.speaker_index(voice)
+        return codes, voice, header.num_samples or HOP_LENGTH * header.num_codes
+
+    def decompress(self, data: bytes, prior: CodingPrior, speaker: str | None = None, temperature: float = 1.0,
+                   argmax: bool = False, seed: int | None = None, name: str = "<data>") -> np.ndarray:
+        """.svq bytes -> (n,) float32 waveform at 16 kHz, n = the compressed audio's length, in `speaker`'s
+        voice (default: the stored speaker's); the source-filter decoder predicts F0 from the codes."""
+        codes, voice, num_samples = self.read_compressed(data, prior, speaker, name)
+        return self.decode(codes, voice, temperature=temperature, argmax=argmax, seed=seed)[:num_samples]

@@ -15,13 +15,16 @@ self-attention for its prior; this is a small GPT-style decoder-only Transformer
 - the output layer starts at zero (``zero_init_output``), making an untrained prior exactly
   uniform: log2(K) bits per code (9 bits for K=512).
 
-`sample` generates with a key/value cache, one code per step.
+`sample` generates with a key/value cache, one code per step; `step_logits` gives the same
+step-by-step logits for one known or decoded sequence (the entropy coder of
+`speechvq.inference.codec`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Generator
 
 import numpy as np
 import torch
@@ -49,6 +52,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (B, H, F, Dh) queries/keys by position; `cos`/`sin` are (F, Dh) (cast to x's dtype)."""
     return x * cos.to(x.dtype) + _rotate_half(x) * sin.to(x.dtype)
+
+
+def rotary_tables(max_len: int, head_dim: int,
+                  dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max_len, head_dim) cos and sin of the rotary angles of positions 0..max_len-1, computed in `dtype`."""
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=dtype) / head_dim))
+    angles = torch.outer(torch.arange(max_len, dtype=dtype), inv_freq)  # (max_len, Dh/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (max_len, Dh)
+    return angles.cos(), angles.sin()
 
 
 @dataclass
@@ -163,12 +175,9 @@ class Prior(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
-        head_dim = dim // heads
-        inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (max_len, Dh/2)
-        angles = torch.cat((angles, angles), dim=-1)  # (max_len, Dh)
-        self.register_buffer("rotary_cos", angles.cos(), persistent=False)
-        self.register_buffer("rotary_sin", angles.sin(), persistent=False)
+        cos, sin = rotary_tables(max_len, dim // heads)
+        self.register_buffer("rotary_cos", cos, persistent=False)
+        self.register_buffer("rotary_sin", sin, persistent=False)
         self.apply(self._init_weights)
         for block in self.blocks:  # GPT-2: scale the residual projections by depth
             nn.init.normal_(block.attn.proj.weight, std=0.02 / math.sqrt(2 * layers))
@@ -249,6 +258,24 @@ class Prior(nn.Module):
             x = block.step(x, cos, sin, cache, i)
         cache.length += 1
         return self.head(self.norm(x))[:, 0]
+
+    @torch.no_grad()
+    def step_logits(self, num_codes: int, speaker: int = -1) -> Generator[torch.Tensor, int, None]:
+        """Next-code logits of one sequence (batch 1), one position at a time, with the key/value cache.
+
+        A generator: ``next(g)`` gives the (K,) logits of code 0; ``g.send(code)`` feeds code t
+        (an int in [0, K)) and gives the (K,) logits of code t + 1, for t + 1 < num_codes
+        (at most `max_len`). speaker: a speaker row, or -1 for none (an unconditional prior
+        ignores it). Logits have the model's dtype, on its device.
+        """
+        self._check_length(num_codes)
+        device = self.embed.weight.device
+        spk = self._speaker_vector(torch.tensor([speaker], dtype=torch.long, device=device), 1)
+        cache = self._new_cache(1, num_codes, self.embed.weight)
+        token = torch.full((1,), self.bos, dtype=torch.long, device=device)
+        for _ in range(num_codes):
+            code = yield self._step(token, spk, cache)[0]
+            token = torch.tensor([code], dtype=torch.long, device=device)
 
     @staticmethod
     def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,0 +1,93 @@
+"""`speechvq decompress CKPT PRIOR FILE.svq... --out DIR [--speaker S]`: .svq files -> audio."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
+                                 setup_compute)
+
+DESCRIPTION = """Decompress .svq files (from `speechvq compress`): range-decode the exact codes with the
+prior, then generate 16 kHz speech of the original length in the stored speaker's voice, or in
+--speaker's. Inputs are .svq files or directories of them; outputs are OUT/<stem>.wav. The
+source-filter decoder takes its F0 contour from its own prediction from the codes and the
+speaker, as `speechvq decode` does. A file made with other VQ-VAE units or another prior, or a
+truncated or corrupt one, is skipped and listed (exit status 1).
+
+example: speechvq decompress exp/vqvae exp/prior compressed/ --out decoded/"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="VQ-VAE checkpoint file or run directory")
+    parser.add_argument("prior", help="prior checkpoint file or run directory (the one that compressed)")
+    parser.add_argument("inputs", nargs="+", help=".svq files or directories")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--speaker", default=None,
+                        help="voice to decode with (default: the speaker stored in each file)")
+    add_generation_arguments(parser)
+    add_compute_arguments(parser)
+
+
+def _collect(items: list[str], suffix: str) -> list:
+    """The files given, and the `suffix` files under each directory given (recursively, sorted)."""
+    from pathlib import Path
+
+    from speechvq.errors import SpeechVQError
+
+    paths = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob(f"*{suffix}") if q.is_file())
+            if not found:
+                raise SpeechVQError(f"{p}: directory contains no {suffix} files")
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return list(dict.fromkeys(paths))
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from speechvq.audio import save_wav
+    from speechvq.errors import SpeechVQError
+    from speechvq.inference.codec import SUFFIX, CodingPrior
+    from speechvq.inference.convert import report_failures
+    from speechvq.inference.pipeline import SpeechVQ
+
+    check_generation_arguments(args)
+    paths = _collect(args.inputs, SUFFIX)
+    stems = [p.stem for p in paths]
+    clash = next((s for s in stems if stems.count(s) > 1), None)
+    if clash is not None:
+        raise SpeechVQError(f"several inputs are named {clash}{SUFFIX}; their outputs would overwrite each other")
+    device = setup_compute(args)
+    model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
+    if args.speaker is not None:
+        model.speaker_index(args.speaker)
+    prior = CodingPrior.from_checkpoint(args.prior, num_codes=model.num_codes)
+    print(f"decoder: {model.decoder_name}")
+    failures, decoded = [], []
+    for path in tqdm(paths, desc="decompress: codes", unit="file", disable=args.quiet):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            failures.append((path, f"{path}: cannot read ({exc.strerror or exc})"))
+            continue
+        try:
+            decoded.append((path, *model.read_compressed(data, prior, args.speaker, name=str(path))))
+        except SpeechVQError as exc:
+            failures.append((path, str(exc)))
+    out = Path(args.out)
+    for start in range(0, len(decoded), args.batch):
+        chunk = decoded[start : start + args.batch]
+        wavs = model.decode_batch([codes for _, codes, _, _ in chunk], [voice for _, _, voice, _ in chunk],
+                                  temperature=args.temperature, argmax=args.argmax, seed=args.seed + start,
+                                  progress=not args.quiet)
+        for (path, _, _, num_samples), wav in zip(chunk, wavs):
+            save_wav(out / f"{path.stem}.wav", wav[:num_samples])
+    print(f"wrote {len(decoded)} files to {out}")
+    return report_failures(failures, "decompress")
