@@ -78,9 +78,10 @@ def f0_stats(tracks: Iterable[np.ndarray]) -> F0Stats | None:
     return F0Stats(float(values.mean()), float(max(values.std(), 1e-3)), int(values.shape[0]))
 
 
-# How `SpeechVQ.conversion_f0` standardises a source contour: by its speaker's statistics, or by
-# the utterance's own mean (every output centred on the target speaker's mean).
-F0_MAPPINGS = ("speaker", "utterance")
+# How `SpeechVQ.conversion_f0` standardises a source contour: by the utterance's own mean (every
+# output centred on the target speaker's mean; the default, see recipes/vctk/README.md), or by
+# its speaker's statistics.
+F0_MAPPINGS = ("utterance", "speaker")
 
 
 def map_f0(f0: np.ndarray, source: F0Stats | None, target: F0Stats | None,

@@ -218,10 +218,10 @@ def test_source_filter_vqvae_trains_converts_and_keeps_f0_statistics(prepared, t
 
     contour, target = corpus.f0(utt), stats[corpus.speakers[-1]]
     source = stats[utt.speaker]
-    kept = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1])])
+    kept = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1], f0_mapping="speaker")])
     assert kept.mean - target.mean == pytest.approx((f0_stats([contour]).mean - source.mean) / source.std * target.std,
                                                     abs=1e-4)
-    centred = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1], f0_mapping="utterance")])
+    centred = f0_stats([model.conversion_f0(contour, utt.speaker, corpus.speakers[-1])])  # the default
     assert centred.mean == pytest.approx(target.mean, abs=1e-4)
     with pytest.raises(SpeechVQError, match="f0_mapping='octave'"):
         model.conversion_f0(contour, utt.speaker, corpus.speakers[-1], f0_mapping="octave")
@@ -244,14 +244,14 @@ def test_source_filter_commands_convert_with_pitch_shift_diagnose_and_evaluate(p
     target = next(s for s in corpus.speakers if s != utt.speaker)
     outputs = {}
     for name, extra in (("mapped", []), ("octave_down", ["--pitch-shift", "-12"]),
-                        ("centred", ["--f0-mapping", "utterance"])):
+                        ("by_speaker", ["--f0-mapping", "speaker"])):
         assert cli_main(["convert", str(run), utt.source, "--speaker", target, "--out", str(tmp_path / name),
                          "--source-speaker", utt.speaker, "--device", "cpu", "--quiet", *extra]) == 0
         assert "source-filter" in capsys.readouterr().out
         outputs[name] = sf.read(next((tmp_path / name).glob("*.wav")))[0]
     assert outputs["mapped"].shape == outputs["octave_down"].shape
     assert not np.array_equal(outputs["mapped"], outputs["octave_down"])
-    assert not np.array_equal(outputs["mapped"], outputs["centred"])
+    assert not np.array_equal(outputs["mapped"], outputs["by_speaker"])
 
     assert cli_main(["diagnose", str(run), "--data", str(prepared), "--json", str(tmp_path / "d.json")]) == 0
     diagnosis = json.loads((tmp_path / "d.json").read_text())

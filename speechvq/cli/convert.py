@@ -12,7 +12,8 @@ DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode
 speaker's identity. Inputs are audio files (any rate, any channels), directories, or list files.
 Outputs: OUT/<source_speaker>_<stem>_to_<target>.wav and OUT/conversions.jsonl.
 With the source-filter decoder the source's F0 contour is mapped onto the target speaker's
-log-F0 statistics (stored in the checkpoint); --pitch-shift overrides that with a fixed shift.
+log-F0 statistics (stored in the checkpoint; --f0-mapping says how); --pitch-shift overrides
+that with a fixed shift.
 
 example: speechvq convert exp/demo/vqvae data/SF1/100050.wav --speaker TM1 --out conv/"""
 
@@ -35,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pitch-shift", type=float, default=None, metavar="SEMITONES",
                         help="source-filter decoder: shift the source's F0 by this many semitones instead of "
                              "mapping it onto the target speaker's range")
-    parser.add_argument("--f0-mapping", choices=F0_MAPPINGS, default="speaker",
-                        help="source-filter decoder: standardise the source's log F0 by its speaker's statistics "
-                             "(default; keeps the utterance's register relative to its speaker) or by the "
-                             "utterance's own mean (every output centred on the target's mean)")
+    parser.add_argument("--f0-mapping", choices=F0_MAPPINGS, default="utterance",
+                        help="source-filter decoder: standardise the source's log F0 by the utterance's own mean "
+                             "(default: every output centred on the target's mean) or by its speaker's training "
+                             "statistics (keeps the utterance's register relative to its speaker)")
 
 
 def run_inference(args: argparse.Namespace, targets: list[str] | None, command: str) -> int:
@@ -54,7 +55,7 @@ def run_inference(args: argparse.Namespace, targets: list[str] | None, command: 
     rows, failures = run_jobs(model, jobs, args.out, batch_size=args.batch, temperature=args.temperature,
                               argmax=args.argmax, seed=args.seed, progress=not args.quiet,
                               pitch_shift=getattr(args, "pitch_shift", None),
-                              f0_mapping=getattr(args, "f0_mapping", "speaker"))
+                              f0_mapping=getattr(args, "f0_mapping", "utterance"))
     print(f"wrote {len(rows)} files to {args.out} (conversions.jsonl)")
     return report_failures(failures, command)
 

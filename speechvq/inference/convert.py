@@ -99,7 +99,7 @@ def run_jobs(
     seed: int | None = 0,
     progress: bool = True,
     pitch_shift: float | None = None,
-    f0_mapping: str = "speaker",
+    f0_mapping: str = "utterance",
 ) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Encode each source once, generate the outputs `batch_size` at a time, write them atomically.
 

@@ -98,14 +98,14 @@ class SpeechVQ:
         return world_f0(wav)
 
     def conversion_f0(self, f0: np.ndarray, source_speaker: str | None, target_speaker: str,
-                      pitch_shift: float | None = None, f0_mapping: str = "speaker") -> np.ndarray:
+                      pitch_shift: float | None = None, f0_mapping: str = "utterance") -> np.ndarray:
         """A source contour moved into the target speaker's range (`speechvq.f0.map_f0`).
 
-        ``f0_mapping="speaker"``: log F0 is standardised with the training statistics of
+        ``f0_mapping="utterance"`` (default): log F0 is standardised with this utterance's own
+        mean (and the source speaker's spread where known), so every output is centred on the
+        target's mean. ``"speaker"``: standardised with the training statistics of
         `source_speaker` when the model knows it (else those of this utterance alone), so an
-        utterance pitched above its speaker's average stays above the target's.
-        ``"utterance"``: standardised with this utterance's own mean (and the source speaker's
-        spread where known), so every output is centred on the target's mean. `pitch_shift`
+        utterance pitched above its speaker's average stays above the target's. `pitch_shift`
         semitones overrides either mapping.
         """
         if f0_mapping not in F0_MAPPINGS:
@@ -188,7 +188,7 @@ class SpeechVQ:
 
     def convert(self, wav: np.ndarray, speaker: str, sample_rate: int = SAMPLE_RATE, temperature: float = 1.0,
                 argmax: bool = False, seed: int | None = None, source_speaker: str | None = None,
-                pitch_shift: float | None = None, f0_mapping: str = "speaker") -> np.ndarray:
+                pitch_shift: float | None = None, f0_mapping: str = "utterance") -> np.ndarray:
         """Voice conversion: (n,) waveform at `sample_rate` -> (64 * ceil(n' / 64),) float32 at 16 kHz in
         `speaker`'s voice, n' = the input's length at 16 kHz.
 
