@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,16 +13,20 @@ from speechvq.audio import load_audio
 from speechvq.cli import main
 from speechvq.data import synth
 from speechvq.data.align import (
-    FAILURES_FILE, AlignmentFailure, align_corpus, align_utterance, compare_alignments, load_dictionary,
-    transcript_words,
+    FAILURES_FILE, AlignmentFailure, align_corpus, align_utterance, boundary_report, compare_alignments,
+    compare_corpus, load_dictionary, transcript_words,
 )
-from speechvq.data.alignments import Phone, read_alignment
+from speechvq.data.alignments import Phone, read_alignment, write_textgrid
+from speechvq.errors import SpeechVQError
 from speechvq.data.corpus import list_corpus
 from speechvq.data.phones import ARPABET, SILENCE
 
-# Measured on 6 voices x 40 utterances (seed 0): 240/240 aligned, mean boundary error
-# 20.5 ms, 96% of espeak's phones matched. The bounds leave room for the 4 utterances here.
+# Measured on 6 voices x 40 utterances (seed 0), before the half-window shift: 240/240 aligned,
+# mean boundary error 20.5 ms, 96% of espeak's phones matched. With the shift, on 6 voices x 8
+# utterances (seeds 1 and 2): mean absolute error 15.1 and 16.1 ms, median signed error +0.1 and
+# -0.7 ms. The bounds leave room for the 4 utterances here.
 MAX_MEAN_BOUNDARY_ERROR_S = 0.035
+MAX_MEDIAN_SIGNED_ERROR_S = 0.008  # 12 ms without the shift
 MIN_MATCHED_SHARE = 0.85
 
 
@@ -51,6 +56,9 @@ def test_aligns_synthetic_speech_close_to_espeak_timings(synthetic, aligned):
         total += score.total
     assert matched >= MIN_MATCHED_SHARE * total
     assert sum(errors) / matched < MAX_MEAN_BOUNDARY_ERROR_S
+    report = boundary_report(compare_corpus(out, synthetic))
+    assert report["num_boundaries"] == matched
+    assert abs(report["median_signed_error_s"]) < MAX_MEDIAN_SIGNED_ERROR_S
 
 
 def test_textgrids_mirror_the_corpus_and_prepare_finds_them(synthetic, aligned):
@@ -129,3 +137,71 @@ def test_compare_alignments():
     missing = [same[0], same[1], same[3]]
     score = compare_alignments(ref, missing)
     assert (score.matched, score.total, score.mean_boundary_error_s) == (2, 3, 0.0)
+
+    assert score.signed_errors_s == (0.0, 0.0) and score.phones == ("dh", "k")
+
+
+# Reference (espeak-ng names) and a hypothesis whose phones start late by a known amount per class.
+REFERENCE = [Phone("_:", 0.0, 0.1), Phone("D", 0.1, 0.15), Phone("@2", 0.15, 0.2), Phone("k", 0.2, 0.3),
+             Phone("a", 0.3, 0.42), Phone("t", 0.42, 0.5), Phone("s", 0.5, 0.6), Phone("m", 0.6, 0.7),
+             Phone("l", 0.7, 0.8), Phone("_", 0.8, 1.0)]
+SHIFT_S = {"dh": 0.005, "ah": 0.015, "k": -0.030, "ae": 0.015, "t": -0.030, "s": 0.005, "m": 0.060, "l": 0.0}
+ARPABET_NAMES = {"D": "DH", "@2": "AH0", "k": "K", "a": "AE1", "t": "T", "s": "S", "m": "M", "l": "L"}
+
+
+def shifted_hypothesis() -> list[Phone]:
+    """REFERENCE in ARPAbet, each phone starting SHIFT_S later (and the previous one ending there)."""
+    names = ["sil" if p.phone.startswith("_") else ARPABET_NAMES[p.phone] for p in REFERENCE]
+    starts = [p.start_s + SHIFT_S.get(n.lower().rstrip("01"), 0.0) for p, n in zip(REFERENCE, names)]
+    ends = starts[1:] + [REFERENCE[-1].end_s]
+    return [Phone(n, start, end) for n, start, end in zip(names, starts, ends)]
+
+
+def test_boundary_report_gives_the_known_offsets():
+    score = compare_alignments(REFERENCE, shifted_hypothesis())
+    assert score.phones == ("dh", "ah", "k", "ae", "t", "s", "m", "l")
+    assert score.signed_errors_s == pytest.approx([SHIFT_S[p] for p in score.phones])
+    report = boundary_report([score, score])
+    shifts = np.array(list(SHIFT_S.values()))
+    assert report["num_alignments"] == 2 and report["num_boundaries"] == 16 and report["matched_share"] == 1.0
+    assert report["mean_signed_error_s"] == pytest.approx(shifts.mean())
+    assert report["median_signed_error_s"] == pytest.approx(np.median(shifts))
+    assert report["mean_abs_error_s"] == pytest.approx(np.abs(shifts).mean())
+    assert report["share_within_10_ms"] == pytest.approx(3 / 8)  # dh, s, l
+    assert report["share_within_20_ms"] == pytest.approx(5 / 8)  # + ah, ae
+    assert report["share_within_50_ms"] == pytest.approx(7 / 8)  # + k, t; not m
+    classes = report["by_class"]
+    assert classes["vowels"]["mean_signed_error_s"] == pytest.approx(0.015)
+    assert classes["stops"]["median_signed_error_s"] == pytest.approx(-0.030)
+    assert classes["fricatives"] == {"num_boundaries": 4, "mean_abs_error_s": pytest.approx(0.005),
+                                     "mean_signed_error_s": pytest.approx(0.005),
+                                     "median_signed_error_s": pytest.approx(0.005)}
+    assert classes["nasals"]["mean_signed_error_s"] == pytest.approx(0.060)
+    assert classes["others"]["num_boundaries"] == 2 and classes["others"]["mean_abs_error_s"] == 0.0
+    empty = boundary_report([])
+    assert empty["num_boundaries"] == 0 and empty["share_within_10_ms"] is None and empty["matched_share"] is None
+
+
+def test_compare_corpus_pairs_textgrids_by_relative_path(tmp_path):
+    write_textgrid(tmp_path / "ref" / "spk" / "u1.TextGrid", REFERENCE, 1.0)
+    write_textgrid(tmp_path / "hyp" / "spk" / "u1.TextGrid", shifted_hypothesis(), 1.0)
+    write_textgrid(tmp_path / "hyp" / "spk" / "u2.TextGrid", shifted_hypothesis(), 1.0)  # no reference: skipped
+    scores = compare_corpus(tmp_path / "hyp", tmp_path / "ref")
+    assert len(scores) == 1 and scores[0].matched == 8
+    assert boundary_report(scores)["median_signed_error_s"] == pytest.approx(np.median(list(SHIFT_S.values())))
+    with pytest.raises(SpeechVQError, match="no reference alignment"):
+        compare_corpus(tmp_path / "hyp", tmp_path / "elsewhere")
+
+
+def test_align_cli_compares_to_the_synthetic_timings(synthetic, tmp_path, capsys):
+    src = tmp_path / "corpus" / "spk"
+    src.mkdir(parents=True)
+    first = synthetic / synth.VOICES[0].name
+    for suffix in (".wav", ".txt", ".TextGrid"):
+        shutil.copy(first / f"s0001{suffix}", src / f"s0001{suffix}")
+    out = tmp_path / "grids"
+    assert main(["align", str(src.parent), "--out", str(out), "--workers", "1", "--compare-to", str(src.parent)]) == 0
+    printed = capsys.readouterr().out
+    assert "within 10 / 20 / 50 ms:" in printed and "stops:" in printed
+    report = json.loads((out / "boundary_errors.json").read_text())
+    assert report["num_alignments"] == 1 and report["num_boundaries"] > 10

@@ -9,22 +9,19 @@ import pytest
 import torch
 from conftest import write_raw_textgrid
 
-from speechvq.analysis.probe import (
+from speechvq.analysis.probe import linear_probe, phone_frame_labels, run_probe, split_speakers
+from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
+from speechvq.analysis.unit_measures import (
     code_to_label_map,
     code_usage,
     contingency_table,
-    linear_probe,
     majority_baseline,
     many_to_one_accuracy,
-    phone_frame_labels,
-    plot_confusion,
-    plot_cooccurrence,
     pnmi,
-    run_probe,
-    split_speakers,
     unit_phone_measures,
 )
 from speechvq.cli import main
+from speechvq.cli.probe import format_result
 from speechvq.data.alignments import Phone
 from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.phones import SILENCE
@@ -184,20 +181,23 @@ class LevelVQVAE(torch.nn.Module):
         return self.codebook[codes].permute(0, 2, 1)  # (B, 4, F)
 
 
-@pytest.fixture(scope="module")
-def aligned_corpus(tmp_path_factory):
-    """3 speakers x 6 sentences (u4, u5 are test); each phone lasts 10 frames at its own level."""
+# Five phones per sentence. The test sentences u4 and u5 make one ABX minimal pair, b-AH0-K / b-IY1-K.
+SENTENCES = {"u0": "AH0 B K IY1 B", "u1": "K IY1 AH0 B K", "u2": "IY1 K B AH0 IY1", "u3": "B AH0 K IY1 AH0",
+             "u4": "B AH0 K B IY1", "u5": "K B IY1 K AH0", "u6": "AH0 K IY1 B B", "u7": "IY1 B K AH0 K"}
+
+
+def write_aligned_corpus(root, utterances: dict[str, list[str]]) -> PreparedCorpus:
+    """Prepare speaker -> sentence keys (`SENTENCES`; u4, u5 are test) under `root`; each sentence
+    is silence, 5 phones, silence, each phone lasting 10 frames at its own level."""
     import soundfile as sf
 
-    root = tmp_path_factory.mktemp("probe")
     rng = np.random.default_rng(0)
-    names = list(PHONE_LEVELS)
-    sentences = {f"u{i}": ["sil"] + list(rng.choice(names[1:], size=5)) + ["sil"] for i in range(6)}
-    for speaker, noise in SPEAKER_NOISE.items():
-        for key, phones in sentences.items():
+    for speaker, keys in utterances.items():
+        for key in keys:
+            phones = ["sil", *SENTENCES[key].split(), "sil"]
             samples = FRAMES_PER_PHONE * 64
             wav = np.concatenate([np.full(samples, PHONE_LEVELS[p]) for p in phones])
-            wav = (wav + rng.normal(0, noise, wav.shape)).astype(np.float32)
+            wav = (wav + rng.normal(0, SPEAKER_NOISE[speaker], wav.shape)).astype(np.float32)
             (root / "src" / speaker).mkdir(parents=True, exist_ok=True)
             sf.write(root / "src" / speaker / f"{key}.wav", wav, 16000, subtype="FLOAT")
             step = samples / 16000
@@ -208,10 +208,18 @@ def aligned_corpus(tmp_path_factory):
     return PreparedCorpus(root / "prepared")
 
 
+@pytest.fixture(scope="module")
+def aligned_corpus(tmp_path_factory):
+    """3 speakers x 6 sentences (u4, u5 are test)."""
+    keys = [f"u{i}" for i in range(6)]
+    return write_aligned_corpus(tmp_path_factory.mktemp("probe"), {speaker: keys for speaker in SPEAKER_NOISE})
+
+
 REQUIRED_KEYS = {
     "many_to_one_accuracy", "majority_baseline", "linear_probe_accuracy", "linear_probe_accuracy_continuous",
     "per_phone_f1", "pnmi", "phone_purity", "code_purity", "speaker_probe_accuracy",
-    "speaker_probe_accuracy_continuous", "speaker_chance", "num_frames", "num_phones", "used_codes",
+    "speaker_probe_accuracy_continuous", "speaker_chance", "speaker_chance_uniform", "num_frames", "num_phones",
+    "used_codes", "utterance_speaker_accuracy", "utterance_speaker_chance", "baselines", "abx",
 }
 
 
@@ -238,6 +246,45 @@ def test_run_probe_recovers_phone_determined_codes(aligned_corpus, tmp_path):
     assert result["speaker_probe_accuracy"] < 0.6
     for path in result["plots"].values():
         assert open(path, "rb").read(8) == PNG_MAGIC
+
+
+def test_run_probe_scores_kmeans_baselines_abx_and_utterance_speakers(aligned_corpus):
+    result = run_probe(LevelVQVAE(), aligned_corpus, progress=False)
+    baselines = result["baselines"]
+    # K = 512 and the model's K = 16, for both feature kinds.
+    assert set(baselines) == {"logmel_kmeans", "mfcc_kmeans", "logmel_kmeans_k16", "mfcc_kmeans_k16",
+                              "codes_over_best"}
+    assert baselines["logmel_kmeans_k16"]["num_clusters"] == 16
+    for name in ("logmel_kmeans", "mfcc_kmeans"):
+        assert baselines[name]["num_clusters"] == 512
+        assert result["majority_baseline"] < baselines[name]["many_to_one_accuracy"] < 1.0
+        assert 0.0 < baselines[name]["pnmi"] < 1.0
+        # The speakers' noise levels show in the spectra, not in the codes.
+        assert baselines[name]["utterance_speaker_accuracy"] == 1.0
+    best = max(b["many_to_one_accuracy"] for n, b in baselines.items() if n != "codes_over_best")
+    assert baselines["codes_over_best"]["many_to_one_accuracy"] == pytest.approx(1.0 / best)
+    assert result["utterance_speaker_chance"] == pytest.approx(1 / 3)
+    assert result["utterance_speaker_accuracy"] < 1 / 3  # parallel sentences: another speaker's is closer
+    # ABX: b-ah-k / b-iy-k in every speaker's test sentences, each once: across-speaker triplets only.
+    abx = result["abx"]
+    assert (abx["num_items"], abx["num_contexts"]) == (6, 1)
+    assert abx["within_speaker"] == {"z_e": None, "z_q": None, "codes": None, "logmel": None}
+    assert abx["across_speaker"]["codes"] == 0.0 and abx["across_speaker"]["z_q"] == 0.0
+    assert set(abx["across_speaker"]) == {"z_e", "z_q", "codes", "logmel"}
+    lines = format_result(result).splitlines()
+    assert "baseline logmel_kmeans_k16 (K=16): many-to-one" in "\n".join(lines)
+    assert any(line.startswith("ABX across speaker (6 items): z_e ") and "codes 0.0%" in line for line in lines)
+    assert "(chance 33.3%, majority 33.3%)" in lines[4]
+
+
+def test_speaker_chance_when_the_train_majority_speaker_is_not_in_test(tmp_path):
+    # s1 has the most train utterances but none in test: always guessing s1 is never right.
+    corpus = write_aligned_corpus(tmp_path, {"s1": ["u0", "u1", "u2", "u3", "u6", "u7"],
+                                             "s2": ["u0", "u1", "u4", "u5"], "s3": ["u2", "u3", "u4", "u5"]})
+    result = run_probe(LevelVQVAE(), corpus, progress=False)
+    assert result["speaker_chance"] == 0.0
+    assert result["speaker_chance_uniform"] == pytest.approx(1 / 3)
+    assert result["num_speakers"] == 3
 
 
 def test_run_probe_excludes_silence_and_holds_out_speakers(aligned_corpus):

@@ -287,3 +287,37 @@ def test_unreadable_json_is_left_out(tmp_path, bad):
     text = build_report(run).read_text()
     assert "diagnose.json" in text and "left out" in text
     assert "collapse gap" not in dict(headline_figures(run))
+
+
+PROBE_WITH_BASELINES = {
+    "many_to_one_accuracy": 0.42, "pnmi": 0.3, "utterance_speaker_accuracy": 0.25,
+    "baselines": {"logmel_kmeans": {"num_clusters": 512, "many_to_one_accuracy": 0.6, "pnmi": 0.5,
+                                    "utterance_speaker_accuracy": 1.0},
+                  "mfcc_kmeans": {"num_clusters": 512, "many_to_one_accuracy": 0.55, "pnmi": 0.45,
+                                  "utterance_speaker_accuracy": 0.9},
+                  "codes_over_best": {"many_to_one_accuracy": 0.7, "pnmi": 0.6}},
+    "abx": {"within_speaker": {"z_e": 0.1, "z_q": 0.12, "codes": 0.2, "logmel": None},
+            "across_speaker": {"z_e": 0.15, "z_q": 0.18, "codes": 0.3, "logmel": 0.25},
+            "num_items": 162, "num_contexts": 13},
+}
+
+
+def test_probe_codes_against_baselines(tmp_path):
+    assert report.unit_comparison({"many_to_one_accuracy": 0.4}) == {}  # an older probe JSON: no comparison
+    rows = report.unit_comparison(PROBE_WITH_BASELINES)
+    assert list(rows) == ["codes", "z_q", "z_e", "logmel kmeans", "mfcc kmeans", "log-mel frames"]
+    assert rows["codes"] == {"many_to_one_accuracy": 0.42, "pnmi": 0.3, "utterance_speaker_accuracy": 0.25,
+                             "within_speaker": 0.2, "across_speaker": 0.3}
+    assert rows["log-mel frames"] == {"within_speaker": None, "across_speaker": 0.25}
+    assert rows["logmel kmeans"]["many_to_one_accuracy"] == 0.6
+
+    run = make_fake_run(tmp_path, with_tb=False)
+    assert "Codes against baselines" not in build_report(run).read_text()
+    write_json_atomic(run / "probe" / "probe.json", PROBE_WITH_BASELINES)
+    index = build_report(run)
+    text = index.read_text()
+    assert "<h3>Codes against baselines</h3>" in text and "ABX on 162 triphone items" in text
+    table = text[text.index("<h3>Codes against baselines</h3>"):]
+    assert "<tr><td>mfcc kmeans</td><td>0.55</td><td>0.45</td><td>0.9</td><td>–</td><td>–</td></tr>" in table
+    chart = [r for r in _parse(index).refs if "units_vs_baselines" in r]
+    assert len(chart) == 1 and (index.parent / chart[0]).read_bytes()[:4] == b"\x89PNG"

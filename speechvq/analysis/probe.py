@@ -5,21 +5,22 @@ after phone-set normalisation (`speechvq.data.phones`; silence is the one class
 ``SILENCE``, optionally excluded). Fitting uses the corpus's train split and scoring its
 test split (optionally speaker-disjoint: fit on some speakers, score on the others).
 
-Measures (the pure functions below take integer arrays, so they are testable without a model):
+Measures:
 
-* many-to-one accuracy (van den Oord et al. 2017): each code is mapped to the phone it
-  co-occurs with most often in the training frames; accuracy on the test frames, against
-  the majority baseline (always the most frequent training phone) on the same frames;
-* PNMI, phone purity and code (cluster) purity (Hsu et al. 2021, HuBERT) from the
-  joint distribution p(phone, code) of the test frames: PNMI = I(phone; code) / H(phone),
-  phone purity = E_code[max_phone p(phone | code)], code purity = E_phone[max_code p(code | phone)].
-  These are plug-in estimates on the scored frames, biased upwards when there are few frames
-  per used code (phone purity then exceeds the held-out many-to-one accuracy);
+* many-to-one accuracy against the majority baseline, PNMI, phone and code purity, code
+  usage (`speechvq.analysis.unit_measures`);
+* the same many-to-one accuracy and PNMI for the field's yardstick, k-means units of log-mel
+  and of MFCC+Δ+ΔΔ frames (`speechvq.analysis.baselines`), with K = 512 and the model's K,
+  fitted on the same frames, and the codes' figures over the best baseline's;
+* triphone ABX error rates, within and across speakers, of z_e, z_q, the codes (one-hot) and
+  log-mel frames on the test split (`speechvq.analysis.abx`, the ZeroSpeech scoring);
 * linear probes (multinomial logistic regression on standardised features) of the phone
   from the quantized vectors z_q and from the continuous encoder output z_e: accuracy and
-  per-phone F1; the same probe of the speaker, against its majority-class chance level;
-* code usage (distinct codes used, perplexity) and two plots: the code x phone
-  co-occurrence heatmap and the linear probe's confusion matrix.
+  per-phone F1; the same probe of the speaker, against the majority-class rate and 1 / the
+  number of speakers;
+* utterance speaker identification from histograms of codes (and of k-means units), leaving
+  one utterance out (`speechvq.analysis.speaker_info`);
+* two plots: the code x phone co-occurrence heatmap and the linear probe's confusion matrix.
 """
 
 from __future__ import annotations
@@ -35,109 +36,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from speechvq.analysis.abx import DEFAULT_MAX_ITEMS, abx_table, one_hot, select_items, triphone_items
+from speechvq.analysis.baselines import DEFAULT_MAX_KMEANS_FRAMES, DEFAULT_NUM_CLUSTERS, FEATURE_KINDS, \
+    fit_kmeans, frame_features
+from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
+from speechvq.analysis.speaker_info import leave_one_out_speaker_accuracy
+from speechvq.analysis.unit_measures import code_to_label_map, code_usage, contingency_table, majority_baseline, \
+    many_to_one_accuracy, pnmi, unit_phone_measures
 from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, num_frames
 from speechvq.data.alignments import Phone, frame_labels
 from speechvq.data.phones import SILENCE, normalize_alignment
 from speechvq.errors import DataError, SpeechVQError
-from speechvq.fileio import atomic_path
 
 DEFAULT_MAX_PROBE_FRAMES = 20000
 DEFAULT_MAX_ITER = 200
 DEFAULT_HELDOUT_SPEAKER_FRACTION = 1 / 3
-
-
-# ----------------------------------------------------------------------------- counting measures
-
-def contingency_table(codes: np.ndarray, labels: np.ndarray, num_codes: int, num_labels: int) -> np.ndarray:
-    """Co-occurrence counts of (code, label) over frames.
-
-    codes: (N,) ints in [0, num_codes); labels: (N,) ints in [0, num_labels).
-    Returns (num_codes, num_labels) int64 counts.
-    """
-    codes = np.asarray(codes, dtype=np.int64).reshape(-1)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if codes.shape != labels.shape:
-        raise ValueError(f"codes {codes.shape} and labels {labels.shape} differ in length")
-    flat = np.bincount(codes * num_labels + labels, minlength=num_codes * num_labels)
-    return flat.reshape(num_codes, num_labels)
-
-
-def code_to_label_map(codes: np.ndarray, labels: np.ndarray, num_codes: int, num_labels: int) -> np.ndarray:
-    """Many-to-one mapping: each code -> the label it co-occurs with most often.
-
-    Codes never seen map to the overall most frequent label. Returns (num_codes,) int64.
-    """
-    table = contingency_table(codes, labels, num_codes, num_labels)
-    mapping = table.argmax(axis=1)
-    mapping[table.sum(axis=1) == 0] = int(table.sum(axis=0).argmax())
-    return mapping
-
-
-def many_to_one_accuracy(train_codes: np.ndarray, train_labels: np.ndarray,
-                         test_codes: np.ndarray, test_labels: np.ndarray) -> float:
-    """Frame accuracy on the test frames of the code -> most-frequent-train-label mapping.
-
-    All arguments are (N,) non-negative int arrays (train and test lengths may differ).
-    """
-    num_codes = int(max(np.max(train_codes), np.max(test_codes))) + 1
-    num_labels = int(max(np.max(train_labels), np.max(test_labels))) + 1
-    mapping = code_to_label_map(train_codes, train_labels, num_codes, num_labels)
-    return float(np.mean(mapping[np.asarray(test_codes)] == np.asarray(test_labels)))
-
-
-def majority_baseline(test_labels: np.ndarray, train_labels: np.ndarray | None = None) -> float:
-    """Accuracy on `test_labels` of always guessing the most frequent label.
-
-    The guess is the most frequent label of `train_labels` (the test labels' own if None).
-    """
-    test_labels = np.asarray(test_labels, dtype=np.int64)
-    reference = test_labels if train_labels is None else np.asarray(train_labels, dtype=np.int64)
-    guess = int(np.bincount(reference).argmax())
-    return float(np.mean(test_labels == guess))
-
-
-def unit_phone_measures(codes: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """PNMI, phone purity and code purity of codes against labels (Hsu et al. 2021).
-
-    codes, labels: (N,) non-negative int arrays over the same frames. Returns
-    {"pnmi", "phone_purity", "code_purity"}, each in [0, 1]; PNMI is NaN when the labels
-    have zero entropy (a single label).
-    """
-    table = contingency_table(codes, labels, int(np.max(codes)) + 1, int(np.max(labels)) + 1)
-    joint = table / table.sum()  # (K, P) p(code, label)
-    p_code = joint.sum(axis=1)
-    p_label = joint.sum(axis=0)
-    nonzero = joint > 0
-    outer = p_code[:, None] * p_label[None, :]
-    mutual_information = float(np.sum(joint[nonzero] * np.log(joint[nonzero] / outer[nonzero])))
-    label_entropy = float(-np.sum(p_label[p_label > 0] * np.log(p_label[p_label > 0])))
-    return {
-        "pnmi": mutual_information / label_entropy if label_entropy > 0 else float("nan"),
-        "phone_purity": float(joint.max(axis=1).sum()),  # sum_z p(z) max_y p(y|z)
-        "code_purity": float(joint.max(axis=0).sum()),  # sum_y p(y) max_z p(z|y)
-    }
-
-
-def pnmi(codes: np.ndarray, labels: np.ndarray) -> float:
-    """Phone-normalised mutual information I(label; code) / H(label) of (N,) int arrays."""
-    return unit_phone_measures(codes, labels)["pnmi"]
-
-
-def phone_purity(codes: np.ndarray, labels: np.ndarray) -> float:
-    """E over codes of max_label p(label | code): accuracy of the best code -> label map on these frames."""
-    return unit_phone_measures(codes, labels)["phone_purity"]
-
-
-def code_purity(codes: np.ndarray, labels: np.ndarray) -> float:
-    """E over labels of max_code p(code | label): how concentrated each label is on one code."""
-    return unit_phone_measures(codes, labels)["code_purity"]
-
-
-def code_usage(codes: np.ndarray, num_codes: int) -> dict[str, float | int]:
-    """Codebook usage of (N,) codes: {"used_codes", "code_perplexity"} (perplexity = exp(entropy), in codes)."""
-    counts = np.bincount(np.asarray(codes, dtype=np.int64).reshape(-1), minlength=num_codes)
-    p = counts[counts > 0] / counts.sum()
-    return {"used_codes": int((counts > 0).sum()), "code_perplexity": float(np.exp(-np.sum(p * np.log(p))))}
 
 
 # ----------------------------------------------------------------------------- linear probes
@@ -200,65 +113,6 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     )
 
 
-# ----------------------------------------------------------------------------- plots
-
-def plot_cooccurrence(table: np.ndarray, label_names: Sequence[str], path: str | os.PathLike,
-                      title: str = "code x phone co-occurrence") -> Path:
-    """Heatmap of p(phone | code) for the used codes, written as PNG to `path` (atomically).
-
-    table: (K, P) co-occurrence counts (codes x phones). Rows of the figure are the phones in
-    the given order; columns are the used codes sorted by their dominant phone (then by how
-    pure they are), so phone-like codes form a diagonal.
-    """
-    from matplotlib.figure import Figure
-
-    table = np.asarray(table, dtype=np.float64)
-    used = np.flatnonzero(table.sum(axis=1) > 0)
-    conditional = table[used] / table[used].sum(axis=1, keepdims=True)  # (U, P) p(phone | code)
-    dominant = conditional.argmax(axis=1)
-    order = np.lexsort((-conditional.max(axis=1), dominant))
-    image = conditional[order].T  # (P, U)
-    fig = Figure(figsize=(max(6.0, min(24.0, 0.03 * len(used) + 3)), max(4.0, 0.22 * len(label_names) + 1.5)))
-    ax = fig.add_subplot()
-    mesh = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
-    ax.set_yticks(np.arange(len(label_names)), labels=list(label_names), fontsize=7)
-    ax.set_xlabel(f"code ({len(used)} used; sorted by dominant phone)")
-    ax.set_ylabel("phone")
-    ax.set_title(title)
-    fig.colorbar(mesh, ax=ax, label="p(phone | code)")
-    return _save_figure(fig, path)
-
-
-def plot_confusion(confusion: np.ndarray, label_names: Sequence[str], path: str | os.PathLike,
-                   title: str = "linear probe confusion") -> Path:
-    """Row-normalised (C, C) confusion matrix (rows true, columns predicted) as PNG at `path`."""
-    from matplotlib.figure import Figure
-
-    confusion = np.asarray(confusion, dtype=np.float64)
-    rows = confusion.sum(axis=1, keepdims=True)
-    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
-    size = max(5.0, 0.22 * len(label_names) + 2)
-    fig = Figure(figsize=(size + 1, size))
-    ax = fig.add_subplot()
-    mesh = ax.imshow(normalised, interpolation="nearest", cmap="Blues", vmin=0.0, vmax=1.0)
-    ticks = np.arange(len(label_names))
-    ax.set_xticks(ticks, labels=list(label_names), rotation=90, fontsize=7)
-    ax.set_yticks(ticks, labels=list(label_names), fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(mesh, ax=ax, label="share of the true phone's frames")
-    return _save_figure(fig, path)
-
-
-def _save_figure(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path
-
-
 # ----------------------------------------------------------------------------- frames of a corpus
 
 def phone_frame_labels(phones: list[Phone], num_samples: int,
@@ -274,49 +128,79 @@ def phone_frame_labels(phones: list[Phone], num_samples: int,
 
 
 @dataclass
+class _Utterance:
+    """One whole encoded utterance, for ABX: its normalised alignment and per-frame (F, ...) arrays."""
+
+    id: str
+    speaker: str
+    phones: list[Phone]
+    codes: np.ndarray  # (F,) int64
+    continuous: np.ndarray  # (F, D) float32, z_e
+    logmel: np.ndarray  # (F, 80) float32
+
+
+@dataclass
 class _Frames:
     """Labelled frames of a set of utterances (all arrays share their first dimension N)."""
 
     codes: np.ndarray  # (N,) int64
     continuous: np.ndarray  # (N, D) float32, encoder output z_e
+    features: dict[str, np.ndarray]  # baseline feature kind -> (N, D_kind) float32 (`baselines.frame_features`)
     phones: list[str]  # (N,) normalised phone names
     speakers: list[str]  # (N,) speaker names
-    num_utterances: int  # utterances encoded (with an alignment), before any selection of speakers
+    utterance: np.ndarray  # (N,) int64 index of the frame's utterance in `utterance_speakers`
+    utterance_speakers: list[str]  # speaker of each utterance encoded (with an alignment)
+    utterances: list[_Utterance] = field(default_factory=list)  # whole utterances, when kept
 
 
 @torch.no_grad()
 def _encode_frames(vqvae: torch.nn.Module, corpus, utterances: list, device: torch.device,
-                   mapping: dict[str, str] | None, exclude_silence: bool, progress: bool, desc: str) -> _Frames:
-    """Encode `utterances` and keep their phone-labelled frames (silence dropped if asked)."""
-    codes, continuous, phones, speakers = [], [], [], []
-    for utt in tqdm(utterances, desc=desc, unit="utt", disable=not progress):
-        alignment = corpus.phones(utt)
-        if not alignment:
-            continue
-        wav = torch.from_numpy(np.ascontiguousarray(corpus.audio(utt)))[None].to(device)
-        utt_codes = vqvae.encode(wav)[0].cpu().numpy()  # (F,)
-        utt_z = vqvae.encode_continuous(wav)[0].T.float().cpu().numpy()  # (F, D)
-        labels = phone_frame_labels(alignment, utt.num_samples, mapping)
-        keep = [i for i, label in enumerate(labels)
-                if label is not None and not (exclude_silence and label == SILENCE) and i < len(utt_codes)]
-        codes.append(utt_codes[keep])
-        continuous.append(utt_z[keep])
-        phones.extend(labels[i] for i in keep)
-        speakers.extend([utt.speaker] * len(keep))
-    dim = continuous[0].shape[1] if continuous else 0
-    return _Frames(
-        codes=np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64),
-        continuous=np.concatenate(continuous) if continuous else np.zeros((0, dim), dtype=np.float32),
-        phones=phones, speakers=speakers, num_utterances=len(codes),
-    )
+                   mapping: dict[str, str] | None, exclude_silence: bool, progress: bool, desc: str,
+                   keep_utterances: bool = False) -> _Frames:
+    """Encode `utterances` and keep their phone-labelled frames (silence dropped if asked), and the
+    whole utterances too if `keep_utterances`."""
+    from threadpoolctl import threadpool_limits
+
+    codes, continuous, features, phones, speakers, index, utterance_speakers, whole = [], [], [], [], [], [], [], []
+    # One BLAS thread for the features: idle OpenBLAS threads spinning between utterances slowed
+    # the torch encoder 3x on 2 cores.
+    with threadpool_limits(1, user_api="blas"):
+        for utt in tqdm(utterances, desc=desc, unit="utt", disable=not progress):
+            alignment = corpus.phones(utt)
+            if not alignment:
+                continue
+            audio = corpus.audio(utt)
+            wav = torch.from_numpy(np.ascontiguousarray(audio))[None].to(device)
+            utt_codes = vqvae.encode(wav)[0].cpu().numpy()  # (F,)
+            utt_z = vqvae.encode_continuous(wav)[0].T.float().cpu().numpy()  # (F, D)
+            utt_features = frame_features(audio)  # kind -> (F, D_kind)
+            labels = phone_frame_labels(alignment, utt.num_samples, mapping)
+            keep = [i for i, label in enumerate(labels)
+                    if label is not None and not (exclude_silence and label == SILENCE) and i < len(utt_codes)]
+            codes.append(utt_codes[keep])
+            continuous.append(utt_z[keep])
+            features.append({kind: x[keep] for kind, x in utt_features.items()})
+            phones.extend(labels[i] for i in keep)
+            speakers.extend([utt.speaker] * len(keep))
+            index.append(np.full(len(keep), len(utterance_speakers), dtype=np.int64))
+            utterance_speakers.append(utt.speaker)
+            if keep_utterances:
+                whole.append(_Utterance(utt.id, utt.speaker, normalize_alignment(alignment, mapping), utt_codes, utt_z,
+                                        utt_features["logmel"]))
+    if not codes:
+        return _Frames(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), {k: np.zeros((0, 0), np.float32)
+                       for k in FEATURE_KINDS}, [], [], np.zeros(0, np.int64), [])
+    return _Frames(np.concatenate(codes), np.concatenate(continuous),
+                   {k: np.concatenate([f[k] for f in features]) for k in FEATURE_KINDS}, phones, speakers,
+                   np.concatenate(index), utterance_speakers, whole)
 
 
 def _select(frames: _Frames, speakers: set[str]) -> _Frames:
-    """The frames of `frames` spoken by one of `speakers`."""
+    """The frames of `frames` spoken by one of `speakers` (utterance indices keep their meaning)."""
     keep = np.array([s in speakers for s in frames.speakers], dtype=bool)
-    return _Frames(frames.codes[keep], frames.continuous[keep],
+    return _Frames(frames.codes[keep], frames.continuous[keep], {k: x[keep] for k, x in frames.features.items()},
                    [p for p, k in zip(frames.phones, keep) if k], [s for s, k in zip(frames.speakers, keep) if k],
-                   frames.num_utterances)
+                   frames.utterance[keep], frames.utterance_speakers, frames.utterances)
 
 
 def _limit(utterances: list, max_utterances: int | None, seed: int) -> list:
@@ -352,6 +236,66 @@ def _phone_order(phones: set[str]) -> list[str]:
     return sorted(phones - {SILENCE}) + ([SILENCE] if SILENCE in phones else [])
 
 
+def _utterance_speaker_id(parts: Sequence[tuple[_Frames, np.ndarray]], num_units: int) -> dict:
+    """Leave-one-utterance-out speaker identification from unit histograms of the utterances of
+    `parts` ((frames, (N,) unit ids of those frames) pairs)."""
+    histograms, speakers = [], []
+    for frames, units in parts:
+        counts = np.zeros((len(frames.utterance_speakers), num_units))
+        np.add.at(counts, (frames.utterance, units), 1)
+        histograms.append(counts)
+        speakers.extend(frames.utterance_speakers)
+    return leave_one_out_speaker_accuracy(np.concatenate(histograms), _index(speakers, sorted(set(speakers))))
+
+
+def _kmeans_baselines(train: _Frames, test: _Frames, fit: _Frames, score: _Frames, fit_y: np.ndarray,
+                      score_y: np.ndarray, cluster_counts: Sequence[int], seed: int, max_frames: int) -> dict:
+    """Many-to-one accuracy, PNMI and utterance speaker ID of k-means units of each feature kind,
+    fitted on the `fit` frames (named ``<kind>_kmeans``, with ``_k<K>`` unless K is 512)."""
+    baselines = {}
+    for k in cluster_counts:
+        for kind in FEATURE_KINDS:
+            model = fit_kmeans(fit.features[kind], k, seed=seed, max_train_frames=max_frames)
+            units = {id(f): model.predict(f.features[kind]) for f in (train, test)}
+            fit_units = units[id(fit)] if id(fit) in units else model.predict(fit.features[kind])
+            score_units = units[id(score)] if id(score) in units else model.predict(score.features[kind])
+            name = f"{kind}_kmeans" + ("" if k == DEFAULT_NUM_CLUSTERS else f"_k{k}")
+            baselines[name] = {
+                "num_clusters": int(model.n_clusters),
+                "many_to_one_accuracy": many_to_one_accuracy(fit_units, fit_y, score_units, score_y),
+                "pnmi": pnmi(score_units, score_y),
+                "utterance_speaker_accuracy": _utterance_speaker_id(
+                    [(train, units[id(train)]), (test, units[id(test)])], int(model.n_clusters))["accuracy"],
+            }
+    return baselines
+
+
+def _codes_over_best(codes: dict, baselines: dict) -> dict:
+    """The codes' many-to-one accuracy and PNMI over the best baseline's (None where undefined)."""
+    ratios = {}
+    for key in ("many_to_one_accuracy", "pnmi"):
+        best = max((b[key] for b in baselines.values() if b[key] is not None and math.isfinite(b[key])), default=None)
+        ratios[key] = codes[key] / best if best and codes[key] is not None else None
+    return ratios
+
+
+def _abx(utterances: Sequence[_Utterance], codebook: np.ndarray, max_items: int | None, seed: int) -> dict:
+    """Triphone ABX of z_e, z_q, the codes (one-hot) and log-mel frames of whole `utterances`."""
+    items = select_items([item for u in utterances for item in triphone_items(u.id, u.speaker, u.phones)],
+                         max_items, seed)
+    return abx_table({"z_e": {u.id: u.continuous for u in utterances},
+                      "z_q": {u.id: codebook[u.codes] for u in utterances},
+                      "codes": one_hot({u.id: u.codes for u in utterances}),
+                      "logmel": {u.id: u.logmel for u in utterances}}, items)
+
+
+def _finite(value):
+    """`value` with every non-finite float, also inside dicts, replaced by None (JSON-ready)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 # ----------------------------------------------------------------------------- the probe
 
 def run_probe(
@@ -365,6 +309,8 @@ def run_probe(
     max_utterances: int | None = None,
     max_probe_frames: int = DEFAULT_MAX_PROBE_FRAMES,
     max_iter: int = DEFAULT_MAX_ITER,
+    max_kmeans_frames: int = DEFAULT_MAX_KMEANS_FRAMES,
+    max_abx_items: int | None = DEFAULT_MAX_ITEMS,
     seed: int = 0,
     plots_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -379,17 +325,26 @@ def run_probe(
     (``prepare --holdout-speakers``) if there are any, else a seeded random
     `heldout_speaker_fraction` of them. The speaker probe always uses every speaker with
     train utterances, train -> test.
+    K-means baselines are fitted on the same frames as the many-to-one mapping. ABX scores the
+    whole test utterances (all speakers). Utterance speaker identification pools the encoded
+    utterances of both splits (leave one out).
     `max_utterances` caps the utterances encoded per split (seeded random subset);
-    `max_probe_frames` caps the training frames of each linear probe.
+    `max_probe_frames` caps the training frames of each linear probe, `max_kmeans_frames`
+    those of each k-means fit, and `max_abx_items` the ABX items (`abx.select_items`, seeded).
 
     Returns a JSON-ready dict: many_to_one_accuracy, majority_baseline, majority_phone,
     linear_probe_accuracy, linear_probe_accuracy_continuous, per_phone_f1 (phone -> F1 of
     the probe on z_q), per_phone_f1_continuous, pnmi, phone_purity, code_purity,
-    speaker_probe_accuracy, speaker_probe_accuracy_continuous, speaker_chance, num_frames
-    (scored test frames), num_frames_train, num_utterances_train, num_utterances_test,
-    num_phones, phones, num_speakers, num_codes, used_codes, code_perplexity,
-    exclude_silence, speaker_disjoint (+ fit_speakers, heldout_speakers), code_to_phone (the
-    many-to-one mapping: a phone per code, K entries), phone_map (`phone_map` as given), plots.
+    speaker_probe_accuracy, speaker_probe_accuracy_continuous, speaker_chance (the train
+    majority speaker's share of the test frames), speaker_chance_uniform (1 / speakers),
+    utterance_speaker_accuracy, utterance_speaker_chance, baselines ({logmel,mfcc}_kmeans[_k<K>]:
+    num_clusters, many_to_one_accuracy, pnmi, utterance_speaker_accuracy; codes_over_best:
+    the codes' many_to_one_accuracy and pnmi over the best baseline's), abx ({within,across}_speaker:
+    {z_e, z_q, codes, logmel} error rates; num_items, num_contexts), num_frames (scored test
+    frames), num_frames_train, num_utterances_train, num_utterances_test, num_phones, phones,
+    num_speakers, num_codes, used_codes, code_perplexity, exclude_silence, speaker_disjoint
+    (+ fit_speakers, heldout_speakers), code_to_phone (the many-to-one mapping: a phone per
+    code, K entries), phone_map (`phone_map` as given), plots.
     """
     device = torch.device(device)
     if not corpus.has_alignments:
@@ -400,7 +355,8 @@ def run_probe(
     if not test_utts:
         raise DataError(f"{corpus.root}: the corpus has no test split to score the probe on")
     train = _encode_frames(vqvae, corpus, train_utts, device, phone_map, exclude_silence, progress, "probe: train")
-    test = _encode_frames(vqvae, corpus, test_utts, device, phone_map, exclude_silence, progress, "probe: test")
+    test = _encode_frames(vqvae, corpus, test_utts, device, phone_map, exclude_silence, progress, "probe: test",
+                          keep_utterances=True)
     if len(train.codes) == 0 or len(test.codes) == 0:
         raise DataError(f"{corpus.root}: no phone-labelled frames in the "
                         f"{'train' if len(train.codes) == 0 else 'test'} split")
@@ -434,7 +390,7 @@ def run_probe(
     speaker_names = sorted(set(train.speakers))
     known = _select(test, set(speaker_names))
     speaker_result = {"speaker_probe_accuracy": None, "speaker_probe_accuracy_continuous": None,
-                      "speaker_chance": None}
+                      "speaker_chance": None, "speaker_chance_uniform": None}
     if len(speaker_names) >= 2 and len(known.codes):
         train_s, test_s = _index(train.speakers, speaker_names), _index(known.speakers, speaker_names)
         speaker_result = {
@@ -443,23 +399,34 @@ def run_probe(
             "speaker_probe_accuracy_continuous": linear_probe(train.continuous, train_s, known.continuous, test_s,
                                                               len(speaker_names), **probe_args).accuracy,
             "speaker_chance": majority_baseline(test_s, train_s),
+            "speaker_chance_uniform": 1.0 / len(speaker_names),
         }
+    utterance_id = _utterance_speaker_id([(train, train.codes), (test, test.codes)], num_codes)
+    baselines = _kmeans_baselines(train, test, fit, score, fit_y, score_y, sorted({DEFAULT_NUM_CLUSTERS, num_codes}),
+                                  seed, max_kmeans_frames)
 
+    codes_m2o, codes_measures = many_to_one_accuracy(fit.codes, fit_y, score.codes, score_y), \
+        unit_phone_measures(score.codes, score_y)
     result.update(
-        many_to_one_accuracy=many_to_one_accuracy(fit.codes, fit_y, score.codes, score_y),
+        many_to_one_accuracy=codes_m2o,
         majority_baseline=majority_baseline(score_y, fit_y),
         majority_phone=vocabulary[majority],
         linear_probe_accuracy=code_probe.accuracy,
         linear_probe_accuracy_continuous=cont_probe.accuracy,
         per_phone_f1={p: float(f) for p, f in zip(vocabulary, code_probe.f1)},
         per_phone_f1_continuous={p: float(f) for p, f in zip(vocabulary, cont_probe.f1)},
-        **unit_phone_measures(score.codes, score_y),
+        **codes_measures,
         **speaker_result,
+        utterance_speaker_accuracy=utterance_id["accuracy"],
+        utterance_speaker_chance=utterance_id["chance"],
+        baselines={**baselines, "codes_over_best": _codes_over_best(
+            {"many_to_one_accuracy": codes_m2o, "pnmi": codes_measures["pnmi"]}, baselines)},
+        abx=_abx(test.utterances, codebook, max_abx_items, seed),
         num_frames=int(len(score_y)),
         num_frames_train=int(len(fit_y)),
         num_probe_frames_train=code_probe.num_train,
-        num_utterances_train=train.num_utterances,
-        num_utterances_test=test.num_utterances,
+        num_utterances_train=len(train.utterance_speakers),
+        num_utterances_test=len(test.utterance_speakers),
         num_phones=len(vocabulary),
         phones=vocabulary,
         num_speakers=len(speaker_names),
@@ -476,4 +443,4 @@ def run_probe(
             "confusion": str(plot_confusion(code_probe.confusion, vocabulary, plots_dir / "linear_probe_confusion.png",
                                             title="linear probe on z_q: confusion")),
         }
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+    return _finite(result)

@@ -549,6 +549,61 @@ def _prior_section(run: Path, assets: _Assets, notes: list[str]) -> str:
     return "<section id='prior'><h2>Prior over codes</h2>" + "".join(parts) + "</section>" if parts else ""
 
 
+# Columns of the codes-against-baselines table: (label, where the figure comes from).
+_UNIT_COLUMNS = (("many-to-one", "many_to_one_accuracy"), ("PNMI", "pnmi"),
+                 ("utterance speaker ID", "utterance_speaker_accuracy"),
+                 ("ABX within speaker", "within_speaker"), ("ABX across speaker", "across_speaker"))
+
+
+def unit_comparison(probe: dict) -> dict[str, dict[str, float | None]]:
+    """The probe's codes against its baselines: representation -> {figure key: value}.
+
+    Rows: the codes (many-to-one, PNMI, utterance speaker ID, ABX), z_q and z_e (ABX), each
+    k-means baseline (many-to-one, PNMI, utterance speaker ID) and log-mel frames (ABX). Empty
+    when the probe JSON has neither ``baselines`` nor ``abx``.
+    """
+    baselines = {k: v for k, v in (probe.get("baselines") or {}).items()
+                 if k != "codes_over_best" and isinstance(v, dict)}
+    abx = probe.get("abx") or {}
+    if not baselines and not abx:
+        return {}
+
+    def abx_of(name: str) -> dict:
+        return {mode: (abx.get(mode) or {}).get(name) for mode in ("within_speaker", "across_speaker")}
+
+    rows = {"codes": {key: probe.get(key) for key in ("many_to_one_accuracy", "pnmi", "utterance_speaker_accuracy")}
+            | abx_of("codes"), "z_q": abx_of("z_q"), "z_e": abx_of("z_e")}
+    rows.update({name.replace("_", " "): dict(b) for name, b in baselines.items()})
+    rows["log-mel frames"] = abx_of("logmel")
+    return rows
+
+
+def _units_comparison(probe: dict, assets: _Assets) -> str:
+    """Table and bar chart of the codes against the k-means baselines and other representations ("" without them)."""
+    rows = unit_comparison(probe)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in _UNIT_COLUMNS)
+    body = "".join(f"<tr><td>{html.escape(name)}</td>"
+                   + "".join(f"<td>{_fmt(row.get(key))}</td>" for _, key in _UNIT_COLUMNS) + "</tr>"
+                   for name, row in rows.items())
+    fig = _figure(10.0, 2.6)
+    for i, (label, key) in enumerate(c for c in _UNIT_COLUMNS if c[1] != "utterance_speaker_accuracy"):
+        ax = fig.add_subplot(1, 4, i + 1)
+        shown = [(name, row[key]) for name, row in rows.items() if isinstance(row.get(key), (int, float))]
+        ax.barh([n for n, _ in shown][::-1], [v for _, v in shown][::-1],
+                color=["C1" if n == "codes" else "C0" for n, _ in shown][::-1])
+        ax.set_title(label + ("\n(error rate: lower is better)" if key.endswith("_speaker") else ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    rel = assets.figure(fig, "probe_units_vs_baselines")
+    count = (probe.get("abx") or {}).get("num_items")
+    caption = f"ABX on {count} triphone items of the test split." if count is not None else ""
+    return (f"<h3>Codes against baselines</h3><table><thead><tr><th>representation</th>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><figure><img class='plot' src='{rel}' alt='codes against baselines'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
 def _probe_section(run: Path, assets: _Assets, notes: list[str]) -> str:
     probe = _read_json(run / PROBE_JSON, notes)
     images = sorted(p for p in (run / "probe").rglob("*") if p.suffix.lower() in (".png", ".svg", ".jpg")) \
@@ -558,6 +613,7 @@ def _probe_section(run: Path, assets: _Assets, notes: list[str]) -> str:
         return ""
     parts = ["<section id='probe'><h2>Phone and speaker probes</h2>"]
     if probe:
+        parts.append(_units_comparison(probe, assets))
         parts.append(_key_values(probe))
         for key, value in probe.items():  # per-phone tables (e.g. F1 per phone), one level deep
             if isinstance(value, dict) and value and all(_is_scalar(v) for v in value.values()):

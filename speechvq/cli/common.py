@@ -80,3 +80,12 @@ def compose_config(config_name: str, overrides: list[str], example: str):
         return compose(config_name, overrides)
     except Exception as exc:  # hydra's composition errors: unknown group option, bad override syntax
         raise SpeechVQError(f"config: {str(exc).splitlines()[0]}") from None
+
+
+def refuse_stem_clash(paths: list, what: str, suffix: str) -> None:
+    """One output per input is named after the input's stem: refuse inputs that share a stem
+    (`what`: how the message names the inputs, `suffix`: their extension)."""
+    stems = [p.stem for p in paths]
+    clash = next((s for s in stems if stems.count(s) > 1), None)
+    if clash is not None:
+        raise SpeechVQError(f"several {what} are named {clash}{suffix}; their outputs would overwrite each other")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
-                                 setup_compute)
+                                 refuse_stem_clash, setup_compute)
 
 DESCRIPTION = """Decode .npy code files (from `speechvq encode`) with a speaker's identity.
 Outputs OUT/<stem>_to_<speaker>.wav (16 kHz, 16-bit). The source-filter decoder takes its F0
@@ -26,15 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     from speechvq.audio import save_wav
     from speechvq.data.codes import load_codes
-    from speechvq.errors import SpeechVQError
     from speechvq.inference.pipeline import SpeechVQ
 
     check_generation_arguments(args)
     paths = [Path(p) for p in args.codes]
-    stems = [p.stem for p in paths]
-    clash = next((s for s in stems if stems.count(s) > 1), None)
-    if clash is not None:
-        raise SpeechVQError(f"several code files are named {clash}.npy; their outputs would overwrite each other")
+    refuse_stem_clash(paths, "code files", ".npy")
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     model.speaker_index(args.speaker)

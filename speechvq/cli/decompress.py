@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
-                                 setup_compute)
+                                 refuse_stem_clash, setup_compute)
 
 DESCRIPTION = """Decompress .svq files (from `speechvq compress`): range-decode the exact codes with the
 prior, then generate 16 kHz speech of the original length in the stored speaker's voice, or in
@@ -60,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_generation_arguments(args)
     paths = _collect(args.inputs, SUFFIX)
-    stems = [p.stem for p in paths]
-    clash = next((s for s in stems if stems.count(s) > 1), None)
-    if clash is not None:
-        raise SpeechVQError(f"several inputs are named {clash}{SUFFIX}; their outputs would overwrite each other")
+    refuse_stem_clash(paths, "inputs", SUFFIX)
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)
     if args.speaker is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechvq.analysis.abx import DEFAULT_MAX_ITEMS
 from speechvq.analysis.probe import DEFAULT_MAX_PROBE_FRAMES, run_probe
 from speechvq.cli.common import add_compute_arguments, setup_compute
 from speechvq.data.dataset import PreparedCorpus
@@ -19,7 +20,12 @@ on the test split (--speaker-disjoint: scored on speakers held out of fitting).
 
 Reports many-to-one accuracy (code -> most frequent phone) against the majority baseline,
 linear probes on the quantized vectors and on the encoder outputs (accuracy, per-phone F1),
-PNMI, phone and code purity, a speaker probe against chance, and code usage.
+PNMI, phone and code purity, a speaker probe against chance, and code usage. Beside the
+codes, the field's yardsticks: k-means units (K = 512 and the model's K) of log-mel and of
+MFCC+delta+delta-delta frames, scored the same way; triphone ABX error rates within and
+across speakers (ZeroSpeech scoring, zrc_abx2) of the encoder outputs, quantized vectors,
+codes and log-mel frames on the test split; utterance speaker identification from code
+histograms (leave one utterance out).
 
 example: speechvq probe exp/demo/vqvae --data exp/demo/data --json probe.json --plots probe/"""
 
@@ -39,12 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="encode at most N utterances per split (seeded random subset)")
     parser.add_argument("--max-probe-frames", type=int, default=DEFAULT_MAX_PROBE_FRAMES,
                         help=f"training frames per linear probe (random subset; default {DEFAULT_MAX_PROBE_FRAMES})")
+    parser.add_argument("--max-abx-items", type=int, default=DEFAULT_MAX_ITEMS,
+                        help=f"ABX triphone items at most (whole contexts drawn with --seed; default {DEFAULT_MAX_ITEMS})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compute_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("max_utterances", "max_probe_frames"):
+    for name in ("max_utterances", "max_probe_frames", "max_abx_items"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SpeechVQError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -57,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     vqvae, _, _ = load_vqvae(args.checkpoint, device=device)
     result = run_probe(vqvae, corpus, device=device, exclude_silence=args.exclude_silence, phone_map=phone_map,
                        speaker_disjoint=args.speaker_disjoint, max_utterances=args.max_utterances,
-                       max_probe_frames=args.max_probe_frames, seed=args.seed, plots_dir=args.plots,
+                       max_probe_frames=args.max_probe_frames, max_abx_items=args.max_abx_items, seed=args.seed,
+                       plots_dir=args.plots,
                        progress=not args.quiet)
     write_json_atomic(args.json, result)
     print(format_result(result))
@@ -75,6 +84,12 @@ def format_result(result: dict) -> str:
         value = result.get(key)
         return "-" if value is None else f"{value:.3f}"
 
+    def share(value) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    baselines = {k: v for k, v in result.get("baselines", {}).items() if k != "codes_over_best"}
+    abx = result.get("abx", {})
+
     return "\n".join([
         f"frames: {result['num_frames']} test, {result['num_frames_train']} train; "
         f"{result['num_phones']} phones; {result['used_codes']}/{result['num_codes']} codes used",
@@ -83,5 +98,13 @@ def format_result(result: dict) -> str:
         "on encoder outputs",
         f"PNMI {num('pnmi')}, phone purity {num('phone_purity')}, code purity {num('code_purity')}",
         f"speaker probe {pct('speaker_probe_accuracy')} on codes, {pct('speaker_probe_accuracy_continuous')} "
-        f"on encoder outputs (chance {pct('speaker_chance')})",
+        f"on encoder outputs (chance {pct('speaker_chance_uniform')}, majority {pct('speaker_chance')})",
+        f"utterance speaker identification {pct('utterance_speaker_accuracy')} from code histograms "
+        f"(chance {pct('utterance_speaker_chance')})",
+        *(f"baseline {name} (K={b['num_clusters']}): many-to-one {share(b['many_to_one_accuracy'])}, "
+          f"PNMI {'-' if b['pnmi'] is None else format(b['pnmi'], '.3f')}, "
+          f"utterance speaker {share(b['utterance_speaker_accuracy'])}" for name, b in baselines.items()),
+        *(f"ABX {mode.replace('_', ' ')} ({abx.get('num_items', 0)} items): "
+          + ", ".join(f"{name} {share(rate)}" for name, rate in abx[mode].items())
+          for mode in ("within_speaker", "across_speaker") if mode in abx),
     ])

@@ -85,6 +85,16 @@ ESPEAK_TO_ARPABET: dict[str, str] = {
     "oU": "ow", "@U": "ow", "o": "ow",
 }
 
+#: Broad manner classes of the folded phone set (ARPAbet without stress), for per-class reports;
+#: every other phone (liquids, glides, affricates, unknown labels) is in ``others``.
+PHONE_CLASSES: dict[str, frozenset[str]] = {
+    "vowels": frozenset("aa ae ah ao aw ay eh er ey ih iy ow oy uh uw".split()),
+    "stops": frozenset("p b t d k g dx".split()),
+    "fricatives": frozenset("f v th dh s z sh zh hh".split()),
+    "nasals": frozenset("m n ng".split()),
+}
+OTHER_CLASS = "others"
+
 _STRESS = re.compile(r"^([a-z]+)[0-2]$")
 
 
@@ -125,6 +135,11 @@ def detect_phone_set(labels) -> str:
     if any(label.isupper() for label in letters) and any(label.islower() for label in letters):
         return "espeak"
     return "arpabet"
+
+
+def phone_class(name: str) -> str:
+    """The `PHONE_CLASSES` key of a normalised phone (``"vowels"``, ``"stops"``...), else ``"others"``."""
+    return next((cls for cls, members in PHONE_CLASSES.items() if name in members), OTHER_CLASS)
 
 
 def normalize_phone(name: str, mapping: dict[str, str] | None = None, phone_set: str = "auto",
