@@ -28,6 +28,13 @@ def test_collect_inputs_from_files_directories_and_list_files(tmp_path):
     assert collect_inputs([listing]) == [a, c]
     with pytest.raises(SpeechVQError, match="no .wav/.flac/.ogg"):
         collect_inputs([_touch(tmp_path / "empty" / "x.txt").parent])
+    # another extension (decompress: .svq) under the same rules
+    svq = _touch(tmp_path / "svq" / "SF1_100001.svq")
+    (tmp_path / "svq" / "files.lst").write_text("SF1_100001.svq\n")
+    assert collect_inputs([tmp_path / "svq"], (".svq",)) == [svq]
+    assert collect_inputs([tmp_path / "svq" / "files.lst"], (".svq",)) == [svq]
+    with pytest.raises(SpeechVQError, match="no .svq files"):
+        collect_inputs([tmp_path / "SF1"], (".svq",))
 
 
 def test_jobs_take_speaker_from_folder_and_name_outputs_by_contract(tmp_path):

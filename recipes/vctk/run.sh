@@ -82,7 +82,7 @@ out=$(cd "$out" && pwd)
 conf_threads=$(nproc) conf_synth_voices=6 conf_synth_utterances=40 conf_convert_batch=8 conf_report_utterances=4
 conf_prior_samples_speakers=2 conf_prior_samples_seconds=2
 conf_prepare_args=() conf_align_args=() conf_train_overrides=() conf_train_diagnose_args=() conf_prior_overrides=()
-conf_prior_evaluate_args=() conf_prior_samples_args=() conf_probe_args=() conf_convert_args=() conf_score_args=()
+conf_prior_evaluate_args=() conf_prior_samples_args=() conf_probe_args=() conf_convert_args=() conf_convert_conversion_args=() conf_score_args=()
 conf_vocoder_overrides=()
 conf_shell=$("$PY" "$RECIPE_DIR/local/conf.py" shell "$conf") || die "$conf: unreadable conf"
 eval "$conf_shell"
@@ -239,7 +239,8 @@ stage_convert() {
   while IFS=$'\t' read -r -u 3 targets listing; do
     tolerate_partial "convert: some sources failed (listed above); going on" \
       speechvq convert "$(decoder)" "$listing" --speaker "$targets" --out "$convert/conversions" \
-      --batch "$conf_convert_batch" --threads "$threads" "${conf_convert_args[@]}"
+      --batch "$conf_convert_batch" --threads "$threads" "${conf_convert_args[@]}" \
+      "${conf_convert_conversion_args[@]}"
   done 3< "$convert/groups.tsv"
   tolerate_partial "reconstruct: some sources failed (listed above); going on" \
     speechvq reconstruct "$(decoder)" "$convert/sources.list" --out "$convert/reconstructions" \

@@ -19,11 +19,17 @@ when the VQ-VAE knows it, else none. The entropy coding runs on the CPU in float
 example: speechvq compress exp/vqvae exp/prior data/p225/*.wav --out compressed/"""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_codec_arguments(parser: argparse.ArgumentParser, inputs_help: str) -> None:
+    """CKPT PRIOR INPUTS... --out DIR: what compress and decompress both take."""
     parser.add_argument("checkpoint", help="VQ-VAE checkpoint file or run directory")
-    parser.add_argument("prior", help="prior checkpoint file or run directory (speechvq train-prior)")
-    parser.add_argument("inputs", nargs="+", help="audio files, directories or list files")
+    parser.add_argument("prior", help="prior checkpoint file or run directory (speechvq train-prior; "
+                                      "decompress needs the one that compressed)")
+    parser.add_argument("inputs", nargs="+", help=inputs_help)
     parser.add_argument("--out", required=True, help="output directory")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_codec_arguments(parser, "audio files, directories or list files")
     parser.add_argument("--source-speaker", default=None,
                         help="speaker of every input (default: each input's parent folder name, "
                              "if the model knows it)")

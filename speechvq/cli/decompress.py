@@ -6,10 +6,12 @@ import argparse
 
 from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
                                  refuse_stem_clash, setup_compute)
+from speechvq.cli.compress import add_codec_arguments
 
 DESCRIPTION = """Decompress .svq files (from `speechvq compress`): range-decode the exact codes with the
 prior, then generate 16 kHz speech of the original length in the stored speaker's voice, or in
---speaker's. Inputs are .svq files or directories of them; outputs are OUT/<stem>.wav. The
+--speaker's. Inputs are .svq files, directories of them or list files; outputs are
+OUT/<stem>.wav. The
 source-filter decoder takes its F0 contour from its own prediction from the codes and the
 speaker, as `speechvq decode` does. A file made with other VQ-VAE units or another prior, or a
 truncated or corrupt one, is skipped and listed (exit status 1).
@@ -18,33 +20,11 @@ example: speechvq decompress exp/vqvae exp/prior compressed/ --out decoded/"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="VQ-VAE checkpoint file or run directory")
-    parser.add_argument("prior", help="prior checkpoint file or run directory (the one that compressed)")
-    parser.add_argument("inputs", nargs="+", help=".svq files or directories")
-    parser.add_argument("--out", required=True, help="output directory")
+    add_codec_arguments(parser, ".svq files, directories or list files")
     parser.add_argument("--speaker", default=None,
                         help="voice to decode with (default: the speaker stored in each file)")
     add_generation_arguments(parser)
     add_compute_arguments(parser)
-
-
-def _collect(items: list[str], suffix: str) -> list:
-    """The files given, and the `suffix` files under each directory given (recursively, sorted)."""
-    from pathlib import Path
-
-    from speechvq.errors import SpeechVQError
-
-    paths = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob(f"*{suffix}") if q.is_file())
-            if not found:
-                raise SpeechVQError(f"{p}: directory contains no {suffix} files")
-            paths.extend(found)
-        else:
-            paths.append(p)
-    return list(dict.fromkeys(paths))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from speechvq.audio import save_wav
     from speechvq.errors import SpeechVQError
     from speechvq.inference.codec import SUFFIX, CodingPrior
-    from speechvq.inference.convert import report_failures
+    from speechvq.inference.convert import collect_inputs, report_failures
     from speechvq.inference.pipeline import SpeechVQ
 
     check_generation_arguments(args)
-    paths = _collect(args.inputs, SUFFIX)
+    paths = list(dict.fromkeys(collect_inputs(args.inputs, (SUFFIX,))))
     refuse_stem_clash(paths, "inputs", SUFFIX)
     device = setup_compute(args)
     model = SpeechVQ.from_checkpoint(args.checkpoint, device=device)

@@ -43,22 +43,23 @@ class Job:
         return f"{self.source_speaker}_{self.utterance}_to_{self.target_speaker}.wav"
 
 
-def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
-    """Audio files from files, directories (searched recursively) and list files (one path per line).
+def collect_inputs(items: Sequence[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Input files from files, directories (searched recursively) and list files (one path per line).
 
-    A list file is any existing file whose extension is not an audio extension; its relative
-    paths are relative to the list file's folder.
+    `extensions`: what an input file ends with (audio by default; `decompress` takes .svq). A
+    list file is any existing file with another extension; its relative paths are relative to
+    the list file's folder.
     """
     paths: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in extensions and q.is_file())
             if not found:
-                raise SpeechVQError(f"{p}: directory contains no .wav/.flac/.ogg files")
+                raise SpeechVQError(f"{p}: directory contains no {'/'.join(extensions)} files")
             paths.extend(found)
-        elif p.suffix.lower() in AUDIO_EXTENSIONS or not p.is_file():
-            paths.append(p)  # missing audio files are reported per file when loaded
+        elif p.suffix.lower() in extensions or not p.is_file():
+            paths.append(p)  # missing files are reported per file when read
         else:
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
@@ -66,7 +67,7 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
                     q = Path(line)
                     paths.append(q if q.is_absolute() else p.parent / q)
     if not paths:
-        raise SpeechVQError("no input audio given")
+        raise SpeechVQError("no inputs given")
     return paths
 
 
