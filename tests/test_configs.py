@@ -36,7 +36,6 @@ def test_every_group_has_options_and_train_yaml_requires_run_dir_and_data():
     assert OmegaConf.is_missing(cfg.data, "prepared")
 
 
-@pytest.mark.skipif(not (config_dir() / "train_prior.yaml").is_file(), reason="no train_prior.yaml yet")
 def test_train_prior_yaml_composes():
     cfg = compose("train_prior", ["run_dir=RUN", "codes=CODES"])
     assert OmegaConf.to_container(cfg, resolve=True) is not None
@@ -85,6 +84,57 @@ def test_paper_preset_sizes():
     model = build_vqvae(cfg.model, num_speakers=109)
     tiny = build_vqvae(compose("train", REQUIRED).model, num_speakers=109)
     assert _params(model.decoder) > 20 * _params(tiny.decoder)
+
+
+@pytest.mark.parametrize("preset", _options("model"))
+def test_every_model_preset_builds_a_model_whose_hop_is_64(preset):
+    cfg = compose("train", REQUIRED + [f"model={preset}"])
+    model = build_vqvae(cfg.model, num_speakers=2)
+    assert model.hop_length == model.decoder.hop_length == 64
+    assert model.sample_rate == 16000 and model.codes_per_second == 250
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+model.decoder.hop_length=32"],  # the decoder's hop disagrees with the encoder's 2**6
+    ["model=tiny_sf", "+model.decoder.hop_length=128"],
+])
+def test_mismatched_geometry_is_a_one_line_error(overrides):
+    from speechvq.errors import SpeechVQError
+
+    cfg = compose("train", REQUIRED + overrides)
+    with pytest.raises(SpeechVQError, match="hop_length") as info:
+        build_vqvae(cfg.model, num_speakers=2)
+    assert "\n" not in str(info.value)
+
+
+def test_the_decoder_takes_the_encoders_hop():
+    cfg = compose("train", REQUIRED + ["model.encoder.num_downsamples=5"])
+    model = build_vqvae(cfg.model, num_speakers=2).eval()
+    assert model.hop_length == model.decoder.hop_length == 32
+    with torch.no_grad():
+        out = model(0.1 * torch.randn(1, 320), torch.tensor([0]))
+    assert out.vq.codes.shape == (1, 10) and out.nll.shape == (1, 320)
+
+
+def test_modules_of_another_geometry_are_refused():
+    from speechvq.errors import SpeechVQError
+    from speechvq.models.builders import build_decoder, build_encoder, build_quantizer
+    from speechvq.models.vqvae import VQVAE
+
+    model_cfg = compose("train", REQUIRED).model
+    with pytest.raises(SpeechVQError, match="hop_length=32"):
+        VQVAE(build_encoder(model_cfg), build_quantizer(model_cfg), build_decoder(model_cfg, 2, hop_length=32))
+
+
+@pytest.mark.parametrize("override", ["model.decoder.stacks=3", "model.decoder.gate_channels=33",
+                                      "model.encoder.num_downsamples=0"])
+def test_config_that_cannot_be_built_is_a_one_line_error(override):
+    from speechvq.errors import SpeechVQError
+
+    cfg = compose("train", REQUIRED + [override])
+    with pytest.raises(SpeechVQError, match="config model|encoder") as info:
+        build_vqvae(cfg.model, num_speakers=2)
+    assert "\n" not in str(info.value)
 
 
 def test_misspelt_model_key_is_a_one_line_error():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from speechvq.analysis.diagnose import codebook_stats, diagnose, pair_utterances
+from speechvq.analysis.diagnose import diagnose, pair_utterances
 from speechvq.checkpoint import save_checkpoint
 from speechvq.cli import main as cli_main
 from speechvq.config import compose
@@ -58,11 +58,6 @@ def test_pairs_prefer_the_same_speaker(corpus):
     pairs = pair_utterances(utterances)
     assert len(pairs) == len(utterances)
     assert all(a.id != b.id and a.speaker == b.speaker for a, b in pairs)
-
-
-def test_codebook_stats():
-    stats = codebook_stats(torch.tensor([5, 5, 0, 0]))
-    assert stats == {"perplexity": pytest.approx(2.0), "used_codes": 2, "dead_codes": 2}
 
 
 def test_cli_writes_the_json_keys(corpus, tmp_path, capsys):

@@ -13,7 +13,6 @@ from speechvq.analysis.probe import linear_probe, phone_frame_labels, run_probe,
 from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
 from speechvq.analysis.unit_measures import (
     code_to_label_map,
-    code_usage,
     contingency_table,
     majority_baseline,
     many_to_one_accuracy,
@@ -26,6 +25,7 @@ from speechvq.data.alignments import Phone
 from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.phones import SILENCE
 from speechvq.data.prepare import prepare_corpus
+from speechvq.quantization.usage import usage_of_codes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -92,9 +92,9 @@ def test_contingency_and_mapping_and_usage():
     mapping = code_to_label_map(codes, labels, num_codes=5, num_labels=3)
     assert mapping[0] == 1 and mapping[3] == 2
     assert mapping[1] == mapping[2] == mapping[4] == 1  # unseen codes -> the overall majority label
-    usage = code_usage(codes, num_codes=5)
-    assert usage["used_codes"] == 2
-    assert 1.0 < usage["code_perplexity"] < 2.0
+    usage = usage_of_codes(codes, num_codes=5).as_dict()
+    assert usage["used_codes"] == 2 and usage["dead_codes"] == 3
+    assert 1.0 < usage["perplexity"] < 2.0
 
 
 # ----------------------------------------------------------------------------- frame labels
@@ -156,24 +156,40 @@ FRAMES_PER_PHONE = 10
 SPEAKER_NOISE = {"s1": 0.004, "s2": 0.012, "s3": 0.024}
 
 
+class LevelQuantizer(torch.nn.Module):
+    """Stand-in quantizer of `LevelVQVAE`: a frame's code is its mean level (z_e[:, 0]) x 20."""
+
+    def __init__(self, num_codes: int):
+        super().__init__()
+        self.num_codes = num_codes
+
+    def encode(self, z_e):
+        return (z_e[:, 0] * 20).round().long().clamp(0, self.num_codes - 1)
+
+
 class LevelVQVAE(torch.nn.Module):
     """Stand-in VQ-VAE: a frame's code is its mean level x 20; z_e = (mean, std) of the frame."""
 
     num_codes = 16
+    hop_length = 64
+    sample_rate = 16000
 
     def __init__(self):
         super().__init__()
         # A trainable codebook, as in the paper's quantizer: the probe must not need gradients.
         self.codebook = torch.nn.Parameter(torch.randn(self.num_codes, 4, generator=torch.Generator().manual_seed(0)))
+        self.quantizer = LevelQuantizer(self.num_codes)
+        self.encoder_runs = 0
 
     def _frames(self, wav: torch.Tensor) -> torch.Tensor:
         frames = -(-wav.shape[1] // 64)
         return torch.nn.functional.pad(wav, (0, frames * 64 - wav.shape[1])).reshape(wav.shape[0], frames, 64)
 
     def encode(self, wav):
-        return (self._frames(wav).mean(-1) * 20).round().long().clamp(0, self.num_codes - 1)
+        return self.quantizer.encode(self.encode_continuous(wav))
 
     def encode_continuous(self, wav):
+        self.encoder_runs += 1
         frames = self._frames(wav)
         return torch.stack([frames.mean(-1), frames.std(-1)], dim=1)  # (B, 2, F)
 
@@ -224,7 +240,10 @@ REQUIRED_KEYS = {
 
 
 def test_run_probe_recovers_phone_determined_codes(aligned_corpus, tmp_path):
-    result = run_probe(LevelVQVAE(), aligned_corpus, plots_dir=tmp_path / "plots", progress=False)
+    vqvae = LevelVQVAE()
+    result = run_probe(vqvae, aligned_corpus, plots_dir=tmp_path / "plots", progress=False)
+    # the encoder runs once per encoded utterance (codes and z_e from the same pass)
+    assert vqvae.encoder_runs == result["num_utterances_train"] + result["num_utterances_test"]
     assert REQUIRED_KEYS <= set(result)
     json.dumps(result, allow_nan=False)
     assert result["num_phones"] == 5 and SILENCE in result["phones"]

@@ -309,3 +309,32 @@ def test_lookup_refuses_out_of_range_codes():
 def test_wrong_input_shape_is_refused():
     with pytest.raises(ValueError, match=r"\(B, 4, T\)"):
         VectorQuantizer(num_codes=8, dim=4)(torch.randn(2, 3, 5))
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_encode_gives_the_forward_codes_and_touches_no_state_in_training_mode(cls):
+    torch.manual_seed(19)
+    quantizer = cls(num_codes=8, dim=3, kmeans_init=True, restart_after_steps=1).train()
+    z_e = torch.randn(2, 3, 5)
+    before = copy.deepcopy(quantizer.state_dict())
+    codes = quantizer.encode(z_e)
+    assert quantizer.training  # no train/eval toggling
+    assert all(torch.equal(before[name], value) for name, value in quantizer.state_dict().items())
+    assert torch.equal(codes, quantizer.eval()(z_e).codes)
+    with pytest.raises(ValueError, match="z_e of shape"):
+        quantizer.encode(torch.randn(2, 4, 5))
+
+
+def test_codebook_usage_figures():
+    from speechvq.quantization.usage import code_counts, codebook_usage, usage_of_codes
+
+    usage = codebook_usage(torch.tensor([5, 5, 0, 0]))
+    assert usage.as_dict() == {"perplexity": pytest.approx(2.0), "used_codes": 2, "dead_codes": 2}
+    assert usage.entropy_bits == pytest.approx(1.0)
+    assert codebook_usage([0, 0, 0]).as_dict() == {"perplexity": 1.0, "used_codes": 0, "dead_codes": 3}
+    assert code_counts(torch.tensor([[1, 1], [3, 0]]), 4).tolist() == [1, 2, 0, 1]
+    assert usage_of_codes([2, 2, 2], 3).as_dict() == {"perplexity": 1.0, "used_codes": 1, "dead_codes": 2}
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        code_counts([4], 4)
+    float_counts = codebook_usage(torch.tensor([1.0, 1.0, 2.0]))  # the quantizer's float32 counts stay float32
+    assert float_counts.perplexity.dtype == torch.float32

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from speechvq.data.dataset import PreparedCorpus, Utterance
 from speechvq.errors import DataError
 from speechvq.models.vqvae import VQVAE
+from speechvq.quantization.usage import code_counts, codebook_usage
 
 LN2 = math.log(2.0)
 
@@ -51,15 +52,6 @@ def pair_utterances(utterances: list[Utterance]) -> list[tuple[Utterance, Uttera
             other = ordered[(i + 1) % len(ordered)]
         pairs.append((utt, other))
     return pairs
-
-
-def codebook_stats(counts: torch.Tensor) -> dict[str, float | int]:
-    """counts (K,) uses of each code -> perplexity (exp of the entropy, 1..K), used_codes, dead_codes."""
-    counts = counts.double()
-    probs = counts / counts.sum().clamp(min=1.0)
-    perplexity = float(torch.exp(-(probs * probs.clamp(min=1e-300).log()).sum()))
-    used = int((counts > 0).sum())
-    return {"perplexity": perplexity, "used_codes": used, "dead_codes": int(counts.numel()) - used}
 
 
 @torch.no_grad()
@@ -101,7 +93,7 @@ def diagnose(
             "the collapse check needs at least 2"
         )
     hop = model.hop_length
-    limit = None if max_seconds is None else max(hop, int(max_seconds * 16000) // hop * hop)
+    limit = None if max_seconds is None else max(hop, int(max_seconds * model.sample_rate) // hop * hop)
     counts = torch.zeros(model.num_codes, dtype=torch.int64)
     nll_true = nll_other = 0.0
     total = 0
@@ -117,7 +109,7 @@ def diagnose(
             continue
         wav, other_wav = load(utt, length), load(other, length)
         speaker = torch.tensor([index[utt.speaker]], device=device)
-        codes = model.encode(wav)  # (1, length / 64)
+        codes = model.encode(wav)  # (1, length / hop)
         other_codes = model.encode(other_wav)
         if model.autoregressive:
             nll_true += float(model.decoder.nll(wav, model.quantized(codes), speaker).double().sum())
@@ -132,7 +124,7 @@ def diagnose(
             nll_true += stft_total(codes)
             nll_other += stft_total(other_codes)
         total += length
-        counts += torch.bincount(codes.flatten().cpu(), minlength=model.num_codes)
+        counts += code_counts(codes.cpu(), model.num_codes)
     if total == 0:
         raise DataError(f"{corpus.root}: the held-out utterances of split {split!r} are too short to compare")
     if model.autoregressive:
@@ -145,7 +137,7 @@ def diagnose(
                    "collapse_gap_bits_per_sample": None, "stft_loss_true": true_loss, "stft_loss_other": other_loss,
                    "collapse_gap_stft_loss": other_loss - true_loss}
     return {
-        **codebook_stats(counts),
+        **codebook_usage(counts).as_dict(),
         **figures,
         "num_utterances": len(utterances),
         "num_samples": total,

@@ -22,14 +22,14 @@ a useful prior must come in below it.
 from __future__ import annotations
 
 import math
-import sys
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechvq.audio import CODES_PER_SECOND, HOP_LENGTH, num_frames
+from speechvq.audio import CODES_PER_SECOND, HOP_LENGTH
 from speechvq.data.dataset import PreparedCorpus
 from speechvq.f0 import f0_track_bits
 from speechvq.models.prior import Prior, unigram_entropy_bits
@@ -70,6 +70,8 @@ def combine(
     num_utterances: int,
     unigram_bits_per_code: float | None,
     prior: str,
+    hop_length: int = HOP_LENGTH,
+    codes_per_second: float = CODES_PER_SECOND,
 ) -> LikelihoodReport:
     """Turn summed bits into the report's averages, bitrate and total.
 
@@ -79,6 +81,7 @@ def combine(
         prior_bits: sum over all codes of -log2 p(z_t | z_<t).
         num_codes: number of codes scored.
         codebook_size: K (the raw rate is log2(K) bits per code).
+        hop_length, codes_per_second: the VQ-VAE's samples per code and codes per second.
     """
     decoder_bps = None if decoder_bits is None else decoder_bits / max(num_samples, 1)
     prior_bpc = prior_bits / max(num_codes, 1)
@@ -89,10 +92,10 @@ def combine(
         decoder_bits_per_sample=decoder_bps,
         prior_bits_per_code=prior_bpc,
         unigram_bits_per_code=unigram_bits_per_code,
-        bitrate_bits_per_second=prior_bpc * CODES_PER_SECOND,
-        raw_bitrate_bits_per_second=math.log2(codebook_size) * CODES_PER_SECOND,
-        total_bits_per_sample=None if decoder_bps is None else decoder_bps + prior_bpc / HOP_LENGTH,
-        codes_per_second=CODES_PER_SECOND,
+        bitrate_bits_per_second=prior_bpc * codes_per_second,
+        raw_bitrate_bits_per_second=math.log2(codebook_size) * codes_per_second,
+        total_bits_per_sample=None if decoder_bps is None else decoder_bps + prior_bpc / hop_length,
+        codes_per_second=int(codes_per_second) if float(codes_per_second).is_integer() else codes_per_second,
         prior=prior,
     )
 
@@ -144,8 +147,8 @@ def evaluate_likelihood(
     utterances = corpus.utterances(split)
     skipped = sorted({u.speaker for u in utterances if u.speaker not in vq_index})
     if skipped:
-        print(f"warning: skipping {split} utterances of speakers the VQ-VAE does not know: {', '.join(skipped)}",
-              file=sys.stderr)
+        warnings.warn(f"skipping {split} utterances of speakers the VQ-VAE does not know: {', '.join(skipped)}",
+                      stacklevel=2)
     utterances = [u for u in utterances if u.speaker in vq_index][:max_utterances]
     codebook_size = vqvae.num_codes
     decoder_bits = prior_bits = 0.0
@@ -160,7 +163,7 @@ def evaluate_likelihood(
         else:
             all_codes = vqvae.encode(wav)
         num_samples += wav.shape[1]
-        codes = all_codes[0, : num_frames(wav.shape[1])]
+        codes = all_codes[0, : -(-wav.shape[1] // vqvae.hop_length)]
         num_codes += codes.shape[0]
         if prior is None:
             prior_bits += codes.shape[0] * math.log2(codebook_size)
@@ -168,8 +171,9 @@ def evaluate_likelihood(
             prior_bits += prior_nll_bits(prior, codes, prior_index.get(utt.speaker, -1))
     unigram = unigram_entropy_bits(code_counts) if code_counts is not None else None
     report = combine(decoder_bits if vqvae.autoregressive else None, num_samples, prior_bits, num_codes,
-                     codebook_size, len(utterances), unigram, prior_name)
+                     codebook_size, len(utterances), unigram, prior_name, hop_length=vqvae.hop_length,
+                     codes_per_second=vqvae.codes_per_second)
     if utterances and corpus.has_f0:
         bits = f0_track_bits(corpus.f0(u) for u in utterances)
-        report.f0_bits_per_second = bits["f0_bits_per_frame"] * CODES_PER_SECOND
+        report.f0_bits_per_second = bits["f0_bits_per_frame"] * vqvae.codes_per_second  # F0 frames are code frames
     return report

@@ -41,12 +41,13 @@ from speechvq.analysis.baselines import DEFAULT_MAX_KMEANS_FRAMES, DEFAULT_NUM_C
     fit_kmeans, frame_features
 from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
 from speechvq.analysis.speaker_info import leave_one_out_speaker_accuracy
-from speechvq.analysis.unit_measures import code_to_label_map, code_usage, contingency_table, majority_baseline, \
+from speechvq.analysis.unit_measures import code_to_label_map, contingency_table, majority_baseline, \
     many_to_one_accuracy, pnmi, unit_phone_measures
-from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, num_frames
+from speechvq.audio import HOP_LENGTH, SAMPLE_RATE
 from speechvq.data.alignments import Phone, frame_labels
 from speechvq.data.phones import SILENCE, normalize_alignment
 from speechvq.errors import DataError, SpeechVQError
+from speechvq.quantization.usage import usage_of_codes
 
 DEFAULT_MAX_PROBE_FRAMES = 20000
 DEFAULT_MAX_ITER = 200
@@ -115,16 +116,18 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 # ----------------------------------------------------------------------------- frames of a corpus
 
-def phone_frame_labels(phones: list[Phone], num_samples: int,
-                       mapping: dict[str, str] | None = None) -> list[str | None]:
-    """Normalised phone at the centre of each 64-sample frame of an utterance of `num_samples` samples.
+def phone_frame_labels(phones: list[Phone], num_samples: int, mapping: dict[str, str] | None = None,
+                       hop_length: int = HOP_LENGTH, sample_rate: int = SAMPLE_RATE) -> list[str | None]:
+    """Normalised phone at the centre of each `hop_length`-sample frame of an utterance of `num_samples` samples.
 
     The alignment is normalised as a whole first (`normalize_alignment`: its phone set is
     detected, `mapping` overrides, deleted phones leave their time uncovered). Returns
-    ceil(num_samples / 64) labels: the normalised name (silence is ``SILENCE``), or None
-    where no phone covers the frame centre.
+    ceil(num_samples / hop_length) labels: the normalised name (silence is ``SILENCE``), or None
+    where no phone covers the frame centre. Pass a model's ``hop_length`` and ``sample_rate``
+    to label its code frames.
     """
-    return frame_labels(normalize_alignment(phones, mapping), num_frames(num_samples), hop_s=HOP_LENGTH / SAMPLE_RATE)
+    frames = -(-int(num_samples) // int(hop_length))
+    return frame_labels(normalize_alignment(phones, mapping), frames, hop_s=hop_length / sample_rate)
 
 
 @dataclass
@@ -171,10 +174,11 @@ def _encode_frames(vqvae: torch.nn.Module, corpus, utterances: list, device: tor
                 continue
             audio = corpus.audio(utt)
             wav = torch.from_numpy(np.ascontiguousarray(audio))[None].to(device)
-            utt_codes = vqvae.encode(wav)[0].cpu().numpy()  # (F,)
-            utt_z = vqvae.encode_continuous(wav)[0].T.float().cpu().numpy()  # (F, D)
+            z_e = vqvae.encode_continuous(wav)  # (1, D, F): the encoder runs once per utterance
+            utt_codes = vqvae.quantizer.encode(z_e)[0].cpu().numpy()  # (F,)
+            utt_z = z_e[0].T.float().cpu().numpy()  # (F, D)
             utt_features = frame_features(audio)  # kind -> (F, D_kind)
-            labels = phone_frame_labels(alignment, utt.num_samples, mapping)
+            labels = phone_frame_labels(alignment, utt.num_samples, mapping, vqvae.hop_length, vqvae.sample_rate)
             keep = [i for i, label in enumerate(labels)
                     if label is not None and not (exclude_silence and label == SILENCE) and i < len(utt_codes)]
             codes.append(utt_codes[keep])
@@ -317,8 +321,8 @@ def run_probe(
 ) -> dict:
     """Probe the codes (and encoder outputs) of `vqvae` with the phone alignments of `corpus`.
 
-    vqvae: a VQVAE in eval mode (``encode``, ``encode_continuous``, ``quantized``,
-    ``num_codes``). corpus: a `PreparedCorpus` with alignments. The train split's labelled
+    vqvae: a VQVAE in eval mode (``encode_continuous``, ``quantizer.encode``, ``quantized``,
+    ``num_codes``, ``hop_length``, ``sample_rate``). corpus: a `PreparedCorpus` with alignments. The train split's labelled
     frames fit the mappings and probes; the test split's are scored. With
     `speaker_disjoint`, phone measures are fitted on the train frames of some speakers and
     scored on the test frames of the others: the speakers that have no train utterances
@@ -342,7 +346,7 @@ def run_probe(
     the codes' many_to_one_accuracy and pnmi over the best baseline's), abx ({within,across}_speaker:
     {z_e, z_q, codes, logmel} error rates; num_items, num_contexts), num_frames (scored test
     frames), num_frames_train, num_utterances_train, num_utterances_test, num_phones, phones,
-    num_speakers, num_codes, used_codes, code_perplexity, exclude_silence, speaker_disjoint
+    num_speakers, num_codes, used_codes, perplexity, dead_codes, exclude_silence, speaker_disjoint
     (+ fit_speakers, heldout_speakers), code_to_phone (the many-to-one mapping: a phone per
     code, K entries), phone_map (`phone_map` as given), plots.
     """
@@ -431,7 +435,7 @@ def run_probe(
         phones=vocabulary,
         num_speakers=len(speaker_names),
         num_codes=num_codes,
-        **code_usage(np.concatenate([train.codes, test.codes]), num_codes),
+        **usage_of_codes(np.concatenate([train.codes, test.codes]), num_codes).as_dict(),
         code_to_phone=[vocabulary[i] for i in code_to_label_map(fit.codes, fit_y, num_codes, len(vocabulary))],
         phone_map=phone_map,
     )

@@ -9,8 +9,9 @@ class ids (phones, speakers). All arrays are (N,) over the same N frames unless 
 * PNMI, phone purity and code (cluster) purity (Hsu et al. 2021, HuBERT) from the joint
   distribution p(label, unit): PNMI = I(label; unit) / H(label), phone purity =
   E_unit[max_label p(label | unit)], code purity = E_label[max_unit p(unit | label)]. These
-  are plug-in estimates, biased upwards when there are few frames per used unit;
-* code usage: distinct units used and perplexity.
+  are plug-in estimates, biased upwards when there are few frames per used unit.
+
+Code usage (used codes, perplexity) is `speechvq.quantization.usage.codebook_usage`.
 """
 
 from __future__ import annotations
@@ -101,10 +102,3 @@ def phone_purity(codes: np.ndarray, labels: np.ndarray) -> float:
 def code_purity(codes: np.ndarray, labels: np.ndarray) -> float:
     """E over labels of max_code p(code | label): how concentrated each label is on one code."""
     return unit_phone_measures(codes, labels)["code_purity"]
-
-
-def code_usage(codes: np.ndarray, num_codes: int) -> dict[str, float | int]:
-    """Codebook usage of (N,) codes: {"used_codes", "code_perplexity"} (perplexity = exp(entropy), in codes)."""
-    counts = np.bincount(np.asarray(codes, dtype=np.int64).reshape(-1), minlength=num_codes)
-    p = counts[counts > 0] / counts.sum()
-    return {"used_codes": int((counts > 0).sum()), "code_perplexity": float(np.exp(-np.sum(p * np.log(p))))}

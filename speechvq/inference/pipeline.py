@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, num_frames, resample
+from speechvq.audio import SAMPLE_RATE, num_frames, resample
 from speechvq.errors import SpeechVQError, UnknownSpeakerError
 from speechvq.f0 import F0_MAPPINGS, F0Stats, f0_stats, map_f0, world_f0
 from speechvq.inference.codec import CodingPrior, compress_codes, decompress_codes, units_hash
@@ -155,7 +155,7 @@ class SpeechVQ:
         speaker = torch.tensor(rows, dtype=torch.long, device=self.device)
         if not self.autoregressive:
             return self._decode_source_filter(z_q, speaker, lengths, f0, seed)
-        sample_lengths = torch.tensor([n * HOP_LENGTH for n in lengths], dtype=torch.long)
+        sample_lengths = torch.tensor([n * self.vqvae.hop_length for n in lengths], dtype=torch.long)
         return generate(
             self.vqvae.decoder, z_q, speaker, sample_lengths,
             temperature=temperature, argmax=argmax, seed=seed, progress=progress,
@@ -178,7 +178,8 @@ class SpeechVQ:
         generator = torch.Generator(device=self.device).manual_seed(0 if seed is None else int(seed))
         wav = decoder(z_q, speaker, contour, generator=generator).float().cpu().numpy()
         # the STFT loss barely sees a DC offset, so the filter may leave one: remove it per output
-        return [np.clip(w[: n * HOP_LENGTH] - w[: n * HOP_LENGTH].mean(), -1.0, 1.0) for w, n in zip(wav, lengths)]
+        hop = decoder.hop_length  # the model's samples per code
+        return [np.clip(w[: n * hop] - w[: n * hop].mean(), -1.0, 1.0) for w, n in zip(wav, lengths)]
 
     def decode(self, codes: np.ndarray, speaker: str, temperature: float = 1.0, argmax: bool = False,
                seed: int | None = None, f0: np.ndarray | None = None) -> np.ndarray:
@@ -235,7 +236,7 @@ class SpeechVQ:
         if not voice:
             raise SpeechVQError(f"{name}: no speaker stored in the file; choose a voice (--speaker)")
         self.speaker_index(voice)
-        return codes, voice, header.num_samples or HOP_LENGTH * header.num_codes
+        return codes, voice, header.num_samples or self.vqvae.hop_length * header.num_codes
 
     def decompress(self, data: bytes, prior: CodingPrior, speaker: str | None = None, temperature: float = 1.0,
                    argmax: bool = False, seed: int | None = None, name: str = "<data>") -> np.ndarray:

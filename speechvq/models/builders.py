@@ -16,6 +16,11 @@ non-autoregressive `SourceFilterDecoder`. Every other key under
 ``encoder``/``decoder``/``quantizer`` (except ``quantizer.type``) is passed to
 the module's constructor as a keyword argument, so a misspelt key fails loudly, naming it.
 Configs may be OmegaConf nodes or the plain dicts stored in checkpoints.
+
+Geometry has one source: the decoder's ``hop_length`` (samples per code) is the encoder's
+(2**num_downsamples), passed on here; a ``decoder.hop_length`` in a config must agree with it.
+Any config that cannot be built (an unknown key, ``layers`` not a multiple of ``stacks``, ...)
+raises a one-line `SpeechVQError` naming the config node.
 """
 
 from __future__ import annotations
@@ -47,10 +52,15 @@ def _plain(cfg: Mapping | DictConfig, name: str) -> dict[str, Any]:
 
 
 def _construct(cls: type, kwargs: dict[str, Any], name: str):
+    """cls(**kwargs); a constructor's TypeError (unknown or missing keyword) or ValueError
+    (inconsistent sizes) becomes a one-line SpeechVQError naming the config node `name`."""
     try:
         return cls(**kwargs)
-    except TypeError as exc:  # unknown or missing keyword: a config mistake
-        raise SpeechVQError(f"config {name}: {exc}") from None
+    except SpeechVQError:
+        raise
+    except (TypeError, ValueError) as exc:  # a config mistake
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpeechVQError(f"config {name}: {message}") from None
 
 
 def build_encoder(model_cfg: Mapping | DictConfig) -> Encoder:
@@ -69,9 +79,14 @@ def build_quantizer(model_cfg: Mapping | DictConfig):
     return _construct(QUANTIZERS[kind], kwargs, "model.quantizer")
 
 
-def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int) -> Decoder | SourceFilterDecoder:
+def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int,
+                  hop_length: int | None = None) -> Decoder | SourceFilterDecoder:
     """``model.decoder`` (+ ``model.code_dim``, the number of speakers) -> `Decoder` (type wavenet,
-    the default) or `SourceFilterDecoder` (type source_filter)."""
+    the default) or `SourceFilterDecoder` (type source_filter).
+
+    hop_length: samples per code frame, the encoder's (`build_vqvae` passes it); None: the
+    encoder that ``model.encoder`` describes. A different ``decoder.hop_length`` is refused.
+    """
     model = _plain(model_cfg, "model")
     kwargs = _plain(model.get("decoder", {}), "model.decoder")
     kind = kwargs.pop("type", "wavenet")
@@ -79,9 +94,14 @@ def build_decoder(model_cfg: Mapping | DictConfig, num_speakers: int) -> Decoder
         raise SpeechVQError(f"config model.decoder.type={kind!r}: choose one of {sorted(DECODERS)}")
     if num_speakers < 1:
         raise SpeechVQError(f"num_speakers={num_speakers}: a decoder needs at least one speaker")
-    return _construct(
-        DECODERS[kind], {**kwargs, "code_dim": model["code_dim"], "num_speakers": int(num_speakers)}, "model.decoder"
-    )
+    if hop_length is None:
+        hop_length = build_encoder(model).hop_length
+    if "hop_length" in kwargs and kwargs["hop_length"] != hop_length:
+        raise SpeechVQError(
+            f"config model.decoder.hop_length={kwargs['hop_length']} disagrees with the encoder's hop of "
+            f"{hop_length} samples (2**model.encoder.num_downsamples); remove it or change the encoder")
+    kwargs.update(code_dim=model["code_dim"], num_speakers=int(num_speakers), hop_length=int(hop_length))
+    return _construct(DECODERS[kind], kwargs, "model.decoder")
 
 
 def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int, frozen_units: bool = False) -> VQVAE:
@@ -99,8 +119,9 @@ def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int, frozen_units
             f"config model.quantizer (num_codes={quantizer.num_codes}, dim={quantizer.dim}) disagrees with "
             f"model.num_codes={model['num_codes']}, model.code_dim={model['code_dim']}"
         )
+    encoder = build_encoder(model)
     return VQVAE(
-        build_encoder(model), quantizer, build_decoder(model, num_speakers),
+        encoder, quantizer, build_decoder(model, num_speakers, hop_length=encoder.hop_length),
         jitter=float(model.get("jitter", 0.0)), speaker_adversary=float(model.get("speaker_adversary", 0.0)),
         num_speakers=int(num_speakers), frozen_units=frozen_units,
     )
@@ -115,7 +136,4 @@ def build_prior(prior_cfg: Mapping | DictConfig, num_codes: int, num_speakers: i
     kwargs = _plain(prior_cfg, "prior")
     conditioned = bool(kwargs.pop("speaker_conditioning", True))
     kwargs.update(num_codes=int(num_codes), num_speakers=int(num_speakers) if conditioned else 0)
-    try:
-        return _construct(Prior, kwargs, "prior")
-    except ValueError as exc:  # inconsistent sizes, e.g. dim not a multiple of 2 * heads
-        raise SpeechVQError(f"config prior: {exc}") from None
+    return _construct(Prior, kwargs, "prior")  # ValueError (e.g. dim not a multiple of 2 * heads) -> SpeechVQError

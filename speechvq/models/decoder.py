@@ -1,6 +1,6 @@
 """Speaker-conditioned WaveNet decoder of the VQ-VAE: codes + speaker -> distribution of each sample.
 
-Conditioning (DESIGN.md, "The model"):
+Conditioning (docs/architecture.md, "The model"):
 
 - global: a learned speaker embedding, one vector per utterance;
 - local: the quantised code vectors z_q (B, D, F), 250 frames per second, through a small

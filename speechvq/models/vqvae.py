@@ -25,6 +25,8 @@ from torch import nn
 
 import torch.nn.functional as F
 
+from speechvq.audio import SAMPLE_RATE
+from speechvq.errors import SpeechVQError
 from speechvq.modules.speaker_free import SpeakerClassifier, grad_reverse, time_jitter
 from speechvq.quantization.vq import VQResult
 
@@ -64,6 +66,10 @@ class VQVAE(nn.Module):
     def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module, jitter: float = 0.0,
                  speaker_adversary: float = 0.0, num_speakers: int = 1, frozen_units: bool = False) -> None:
         super().__init__()
+        decoder_hop = getattr(decoder, "hop_length", None)
+        if decoder_hop is not None and int(decoder_hop) != int(encoder.hop_length):
+            raise SpeechVQError(f"the decoder's hop_length={decoder_hop} disagrees with the encoder's hop of "
+                                f"{encoder.hop_length} samples per code")
         self.encoder = encoder
         self.quantizer = quantizer
         self.decoder = decoder
@@ -92,8 +98,18 @@ class VQVAE(nn.Module):
 
     @property
     def hop_length(self) -> int:
-        """Samples per code (64: 250 codes per second at 16 kHz)."""
+        """Samples per code, the encoder's stride product (64 in every shipped preset)."""
         return int(self.encoder.hop_length)
+
+    @property
+    def sample_rate(self) -> int:
+        """Hertz of the audio the model reads and writes (16000)."""
+        return int(getattr(self.decoder, "sample_rate", SAMPLE_RATE))
+
+    @property
+    def codes_per_second(self) -> float:
+        """Code frames per second of audio: sample_rate / hop_length (250 for the presets)."""
+        return self.sample_rate / self.hop_length
 
     @property
     def num_codes(self) -> int:
@@ -142,16 +158,11 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) float -> codes (B, ceil(T / 64)) int64 in [0, K), 250 per second.
+        """wav (B, T) float -> codes (B, ceil(T / hop_length)) int64 in [0, K), 250 per second.
 
-        Side-effect free: the quantizer runs in eval mode (no EMA updates, no restarts).
+        Side-effect free in either mode: `quantizer.encode` (no EMA updates, no restarts).
         """
-        was_training = self.quantizer.training
-        self.quantizer.eval()
-        try:
-            return self.quantizer(self.encoder(wav)).codes
-        finally:
-            self.quantizer.train(was_training)
+        return self.quantizer.encode(self.encoder(wav))
 
     def quantized(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, F) int64 -> z_q (B, D, F) float, the code vectors the decoder is conditioned on."""

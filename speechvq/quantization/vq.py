@@ -10,7 +10,7 @@ to z_e: the gradient arriving at the quantized output, unchanged). Shared behavi
   few Lloyd iterations over that batch's encoder outputs.
 - Dead-code restarts: a code that no vector of `restart_after_steps` consecutive training
   forwards was assigned to is moved onto a random encoder output of the current batch.
-- Usage: `perplexity` and `used_codes` of each batch in the result; buffers
+- Usage: `perplexity` and `used_codes` of each batch in the result (`codebook_usage`); buffers
   `unused_steps` (training forwards since each code was last used), `code_usage`
   (assignments counted over training) and `restart_count` (codes restarted so far).
 - Under ``torch.distributed`` (training mode only) the per-code counts (and, for EMA, the
@@ -18,6 +18,8 @@ to z_e: the gradient arriving at the quantized output, unchanged). Shared behavi
   chosen on rank 0 and broadcast, so every rank keeps an identical codebook. Every rank
   must therefore run the same number of training forwards. Evaluation mode communicates
   nothing and changes no state.
+
+`encode` gives the nearest codes alone, without touching any state, in either mode.
 
 All state lives in registered buffers (and the paper quantizer's codebook parameter), so
 it is saved in and restored from ``state_dict``.
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechvq.errors import SpeechVQError
+from speechvq.quantization.usage import codebook_usage
 
 DISTANCE_CHUNK_ROWS = 16384
 """Rows of the (N, K) distance matrix computed at once; bounds memory on long inputs."""
@@ -184,14 +187,29 @@ class _Quantizer(nn.Module):
             )
         return F.embedding(codes.long(), self.codebook.detach()).transpose(1, 2).contiguous()
 
-    def forward(self, z_e: torch.Tensor) -> VQResult:
-        """Quantize z_e (B, D, T) -> `VQResult`; in training mode also update codebook state."""
+    def _flat(self, z_e: torch.Tensor) -> torch.Tensor:
+        """z_e (B, D, T) -> detached (B * T, D) float32 rows; ValueError for another shape."""
         if z_e.dim() != 3 or z_e.shape[1] != self.dim:
             raise ValueError(f"quantizer expects z_e of shape (B, {self.dim}, T), got {tuple(z_e.shape)}")
-        batch, dim, frames = z_e.shape
+        return z_e.detach().transpose(1, 2).reshape(-1, self.dim).float()
+
+    @torch.no_grad()
+    def encode(self, z_e: torch.Tensor) -> torch.Tensor:
+        """Nearest codes of z_e (B, D, T) -> (B, T) int64, the forward's ``codes``, in either mode.
+
+        Side-effect free: no EMA update, no k-means initialisation, no dead-code restart, no
+        usage counting and no communication between ranks.
+        """
+        with torch.autocast(device_type=z_e.device.type, enabled=False):
+            codes = nearest_codes(self._flat(z_e), self.codebook.detach().float())
+        return codes.view(z_e.shape[0], z_e.shape[2])
+
+    def forward(self, z_e: torch.Tensor) -> VQResult:
+        """Quantize z_e (B, D, T) -> `VQResult`; in training mode also update codebook state."""
+        flat = self._flat(z_e)  # (N, D) float32, N = B * T
+        batch, _, frames = z_e.shape
         update = self.training
         with torch.autocast(device_type=z_e.device.type, enabled=False):
-            flat = z_e.detach().transpose(1, 2).reshape(-1, dim).float()  # (N, D), N = B * T
             if update and self.kmeans_init and not bool(self.initialized):
                 self._kmeans_initialize(flat)
             codes = nearest_codes(flat, self.codebook.detach().float())  # (N,)
@@ -200,9 +218,7 @@ class _Quantizer(nn.Module):
             loss, commitment_loss, codebook_loss = self._losses(z_e.float(), z_q)
             # Forward value exactly z_q; d quantized / d z_e = identity; no decoder gradient reaches the codebook.
             quantized = z_q.detach() + (z_e - z_e.detach())
-            probs = counts / counts.sum().clamp(min=1.0)
-            perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-10))).sum())
-            used_codes = (counts > 0).sum()
+            usage = codebook_usage(counts)
             if update:
                 with torch.no_grad():
                     if sums is not None:
@@ -214,8 +230,8 @@ class _Quantizer(nn.Module):
             loss=loss,
             commitment_loss=commitment_loss,
             codebook_loss=codebook_loss,
-            perplexity=perplexity,
-            used_codes=used_codes,
+            perplexity=usage.perplexity,
+            used_codes=usage.used_codes,
         )
 
     def _statistics(
