@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vqvae_testutils import micro_overrides  # noqa: E402
 
 from speechvq.config import compose  # noqa: E402
-from speechvq.training.loop import train  # noqa: E402
+from speechvq.training.vqvae import train  # noqa: E402
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from speechvq.inference.codec import (CodingPrior, compress_codes, decompress_co
                                       weights_hash)
 from speechvq.models.builders import build_prior
 from speechvq.models.prior import Prior
-from speechvq.training.loop import train
+from speechvq.training.vqvae import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 
 K = 64

@@ -14,7 +14,7 @@ from speechvq.cli import main
 from speechvq.config import compose
 from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.codes import CodesCorpus
-from speechvq.training.loop import train
+from speechvq.training.vqvae import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from speechvq.checkpoint import save_checkpoint
 from speechvq.config import compose
 from speechvq.models.builders import build_prior
-from speechvq.training.loop import train
+from speechvq.training.vqvae import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from speechvq.checkpoint import FORMAT_VERSION, save_checkpoint
 from speechvq.cli import main as cli_main
 from speechvq.config import compose
-from speechvq.errors import CheckpointError
+from speechvq.errors import CheckpointError, SpeechVQError
 from speechvq.models.builders import build_vqvae
 from speechvq.models.loading import load_vqvae
-from speechvq.training.loop import BatchSchedule, Trainer, lr_factor, train
+from speechvq.training.schedule import BatchSchedule, lr_factor
+from speechvq.training.trainer import Trainer
+from speechvq.training.vqvae import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 
 
@@ -80,7 +86,8 @@ def test_resume_after_kill_equals_uninterrupted_run(full_run, prepared, tmp_path
 def test_trainer_resume_false_starts_over(full_run, prepared, tmp_path):
     run = tmp_path / "again"
     shutil.copytree(full_run[0], run)
-    result = train(compose("train", micro_overrides(run, prepared, "trainer.max_steps=1", "trainer.resume=false")))
+    result = train(compose("train", micro_overrides(run, prepared, "trainer.max_steps=1", "trainer.warmup_steps=1",
+                                                        "trainer.resume=false")))
     assert result.step == 1
 
 
@@ -148,6 +155,42 @@ def test_lr_schedule_warms_up_and_decays():
     assert factors[100] == pytest.approx(0.1)
     assert lr_factor(100, 100, 10, "exponential", 0.1) == pytest.approx(0.1)
     assert math.isclose(lr_factor(55, 100, 10, "exponential", 0.01), 0.1)
+
+
+def test_a_warm_up_longer_than_the_run_is_clipped_with_a_warning(tmp_path):
+    from speechvq.training.schedule import LRSchedule
+
+    cfg = compose("train", ["run_dir=R", "data.prepared=P", "trainer.max_steps=200"]).trainer
+    assert cfg.warmup_steps == 2000  # the default trainer's
+    with pytest.warns(UserWarning, match="warmup_steps=2000.*max_steps=200"):
+        trainer = Trainer(nn.Linear(3, 2), _loss, lambda epoch: _Items(), _collate, cfg, tmp_path / "run",
+                          kind="vqvae", config={"model": {}}, batch_size=1)
+    assert trainer.lr_schedule.warmup_steps == 200
+    assert trainer.lr_schedule(199) == pytest.approx(1.0)  # the peak is reached at the last step
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert LRSchedule.from_config(cfg, 2000).warmup_steps == 2000  # not longer than the run: kept
+    with pytest.raises(SpeechVQError, match="trainer.decay='linear'"):
+        LRSchedule.from_config({**OmegaConf.to_container(cfg), "decay": "linear"}, 200)
+
+
+def test_every_training_module_is_short():
+    import speechvq.training
+
+    for path in Path(speechvq.training.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) < 450, path.name
+
+
+def test_a_corpus_without_held_out_utterances_trains_without_validation_and_logs_why(tmp_path, caplog):
+    from speechvq.data.prepare import prepare_corpus
+
+    write_prepared_corpus(tmp_path, utterances=2)
+    prepared = tmp_path / "train_only"
+    prepare_corpus(tmp_path / "src", prepared, workers=1, valid_fraction=0.0, test_fraction=0.0, progress=False)
+    with caplog.at_level(logging.WARNING, logger="speechvq.training"):
+        result = train(compose("train", micro_overrides(tmp_path / "run", prepared, "trainer.max_steps=2")))
+    assert result.step == 2 and result.valid == {}
+    assert "no valid or test utterances: no validation, no best.pt" in caplog.text
 
 
 def test_other_kind_or_newer_checkpoint_is_refused(full_run, prepared, tmp_path):

@@ -20,7 +20,7 @@ import torch
 
 from speechvq.config import compose
 from speechvq.models.builders import build_vqvae
-from speechvq.training.loop import vqvae_loss
+from speechvq.training.vqvae import vqvae_loss
 
 
 def main() -> None:

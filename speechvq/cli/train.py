@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
-    from speechvq.training.loop import train
+    from speechvq.training.vqvae import train
 
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary line

@@ -1,4 +1,4 @@
-"""Checkpoint -> model in eval mode (inverse of the training loop's save).
+"""Checkpoint -> model in eval mode (inverse of the trainer's save, `speechvq.training.trainer`).
 
 A VQ-VAE checkpoint (kind ``"vqvae"``) is self-contained: the resolved training config
 (``config["model"]`` rebuilds the architecture), the speaker names (embedding row order) and

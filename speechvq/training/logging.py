@@ -1,6 +1,6 @@
 """Run logging: TensorBoard under RUN/tb and short console lines (rank 0 only).
 
-`RunLogger` is a no-op on other ranks, so the training loop calls it unconditionally.
+`RunLogger` is a no-op on other ranks, so the trainer calls it unconditionally.
 """
 
 from __future__ import annotations

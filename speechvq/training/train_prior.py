@@ -2,7 +2,7 @@
 
 Takes the composed ``configs/train_prior.yaml``: ``codes`` (a directory written by
 ``speechvq encode CKPT --data PREPARED --out CODES``), ``prior`` (the Transformer preset),
-``trainer`` (shared with the VQ-VAE: the same loop, run directory, checkpoints and logs)
+``trainer`` (shared with the VQ-VAE: the same `Trainer`, run directory, checkpoints and logs)
 and ``data`` (crop length, batch size, speaker dropout, validation size).
 
 Training items are random crops of the train split's code sequences; validation scores the
@@ -14,20 +14,24 @@ the training codes, from which `speechvq evaluate` computes the unigram entropy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from speechvq.errors import DataError, SpeechVQError
 from speechvq.data.codes import CodeEntry, CodesCorpus
+from speechvq.errors import DataError, SpeechVQError
+from speechvq.models.builders import build_prior
 from speechvq.models.prior import unigram_entropy_bits
-from speechvq.training.distributed import setup_distributed, teardown_distributed
+from speechvq.quantization.usage import code_counts as histogram
 from speechvq.training.logging import RunLogger
-from speechvq.training.loop import LN2, Trainer, TrainResult, _is_missing, seed_everything
+from speechvq.training.session import require, training_session
+from speechvq.training.trainer import TrainResult
 
+LN2 = math.log(2.0)
 NO_SPEAKER = -1
 
 
@@ -38,7 +42,7 @@ def code_counts(corpus: CodesCorpus, split: str = "train") -> np.ndarray:
         codes = corpus.codes(entry)
         if codes.size and (codes.min() < 0 or codes.max() >= corpus.num_codes):
             raise DataError(f"{corpus.root}: codes of {entry.id} lie outside [0, {corpus.num_codes})")
-        counts += np.bincount(codes, minlength=corpus.num_codes)
+        counts += histogram(codes, corpus.num_codes).numpy()
     return counts
 
 
@@ -156,25 +160,8 @@ class PriorValidation:
 
 def train_prior(cfg: DictConfig) -> TrainResult:
     """Train the prior described by the composed ``train_prior`` config; return the trained model."""
-    import torch.distributed as dist
-
-    from speechvq.models.builders import build_prior
-
-    for key in ("run_dir", "codes"):
-        if _is_missing(cfg, key):
-            raise SpeechVQError(f"config value {key} is missing: add {key}=... to the command line")
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as exc:  # omegaconf interpolation / missing-value errors are config mistakes
-        raise SpeechVQError(f"invalid config: {str(exc).splitlines()[0]}") from None
-    if cfg.trainer.get("threads"):
-        torch.set_num_threads(int(cfg.trainer.threads))
-
-    owns_group = not (dist.is_available() and dist.is_initialized())
-    ctx = setup_distributed(str(cfg.trainer.device))
-    try:
-        seed = int(cfg.seed)
-        seed_everything(seed)
+    require(cfg, "run_dir", "codes")
+    with training_session(cfg) as session:
         corpus = CodesCorpus(cfg.codes)
         speakers = corpus.speakers
         counts = code_counts(corpus, "train")
@@ -187,7 +174,7 @@ def train_prior(cfg: DictConfig) -> TrainResult:
 
         def dataset_factory(epoch: int) -> CodeCropDataset:
             dataset = CodeCropDataset(corpus, "train", crop_codes, speakers,
-                                      speaker_dropout=float(cfg.data.speaker_dropout), seed=seed)
+                                      speaker_dropout=float(cfg.data.speaker_dropout), seed=session.seed)
             dataset.set_epoch(epoch)
             return dataset
 
@@ -198,29 +185,19 @@ def train_prior(cfg: DictConfig) -> TrainResult:
             max_codes=min(int(cfg.data.valid_codes), model.max_len),
             batch_size=int(cfg.data.batch_size),
             unigram_bits_per_code=unigram_entropy_bits(counts),
-            device=ctx.device,
+            device=session.ctx.device,
         )
         extras = {"speakers": list(speakers), "num_codes": int(corpus.num_codes),
                   "code_counts": torch.from_numpy(counts)}
-        trainer = Trainer(
+        return session.fit(
             model,
             prior_loss,
             dataset_factory,
             collate_codes,
-            cfg.trainer,
-            cfg.run_dir,
             kind="prior",
-            config=config,
-            batch_size=int(cfg.data.batch_size),
-            seed=seed,
-            validate_fn=validation if len(validation) else None,
+            validation=validation,
             best_metric="bits_per_code",
+            batch_size=int(cfg.data.batch_size),
             checkpoint_extras=lambda _model: dict(extras),
-            ctx=ctx,
+            no_validation=f"speechvq train-prior: {corpus.root} has no valid or test codes",
         )
-        if not len(validation) and ctx.is_main:
-            print(f"speechvq train-prior: {corpus.root} has no valid or test codes: no validation, no best.pt")
-        return trainer.fit()
-    finally:
-        if owns_group:
-            teardown_distributed()
