@@ -26,12 +26,12 @@ KINDS = ("vqvae", "prior")
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write `payload` (must carry ``kind``) to `path` atomically, stamping the format version."""
+    """Write `payload` (must carry ``kind``) to `path` atomically and durably (fsync), stamping the format version."""
     if payload.get("kind") not in KINDS:
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {payload.get('kind')!r}")
     payload = {**payload, "format_version": FORMAT_VERSION}
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:  # a checkpoint must survive a power loss too
         torch.save(payload, tmp)
     return path
 
@@ -54,8 +54,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str, map_location="cpu") -> dict:
-    """Load a checkpoint of `kind` safely (weights_only); refuse other kinds and newer formats."""
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_location="cpu") -> dict:
+    """Load a checkpoint safely (weights_only); refuse newer formats and kinds other than `kind`.
+
+    kind: "vqvae" or "prior"; None accepts either (read ``payload["kind"]`` to tell which).
+    """
     path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -64,8 +67,10 @@ def load_checkpoint(path: str | os.PathLike, kind: str, map_location="cpu") -> d
         raise CheckpointError(f"{path}: not a readable speechvq checkpoint ({reason[:200]})") from None
     if not isinstance(payload, dict) or "kind" not in payload or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a speechvq checkpoint (no kind/format_version)")
-    if payload["kind"] != kind:
-        raise CheckpointError(f"{path}: is a {payload['kind']!r} checkpoint, expected {kind!r}")
+    expected = KINDS if kind is None else (kind,)
+    if payload["kind"] not in expected:
+        wanted = " or ".join(repr(k) for k in expected)
+        raise CheckpointError(f"{path}: is a {payload['kind']!r} checkpoint, expected {wanted}")
     if int(payload["format_version"]) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {payload['format_version']} is newer than this "

@@ -21,6 +21,10 @@ def test_other_kind_and_newer_format_are_refused(tmp_path):
     path = save_checkpoint(tmp_path / "p.pt", {"kind": "prior", "model": {}})
     with pytest.raises(CheckpointError, match="'prior' checkpoint, expected 'vqvae'"):
         load_checkpoint(path, "vqvae")
+    assert load_checkpoint(path)["kind"] == "prior"  # kind=None: either kind, read from the payload
+    torch.save({"kind": "vocoder?", "format_version": FORMAT_VERSION, "model": {}}, tmp_path / "o.pt")
+    with pytest.raises(CheckpointError, match="expected 'vqvae' or 'prior'"):
+        load_checkpoint(tmp_path / "o.pt")
     torch.save({"kind": "vqvae", "format_version": FORMAT_VERSION + 1, "model": {}}, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(tmp_path / "new.pt", "vqvae")

@@ -54,33 +54,17 @@ def test_corpus_records_speakers_and_phones(labelled):
     assert isinstance(phones[0], Phone) and [p.phone for p in phones] == [f"p{k}" for k in range(6)]
 
 
-@pytest.mark.parametrize("vocab_size", [6, 4])
-def test_segments_carry_the_phone_at_each_frame_centre(labelled, vocab_size):
-    vocab = {f"p{k}": k for k in range(vocab_size)}  # with 4, phones p4 and p5 are unknown (-1)
-    ds = SegmentDataset(labelled, "train", SEGMENT, speakers=labelled.speakers, phone_vocab=vocab, seed=1)
-    for _ in range(4):  # each visit draws another segment
-        for i in range(len(ds)):
-            item = ds[i]
-            assert item["audio"].shape == (SEGMENT,) and item["phones"].shape == (SEGMENT // 64,)
-            centre_values = item["audio"][32::64].numpy()
-            expected = np.rint(centre_values / LEVEL).astype(np.int64) - 1  # -1 where silent / padding
-            expected[expected >= vocab_size] = -1
-            assert np.array_equal(item["phones"].numpy(), expected)
-            assert int(item["speaker"]) == labelled.speakers.index(ds.utterances[i].speaker)
-
-
-def test_short_utterances_are_zero_padded_with_unknown_phones(labelled):
-    ds = SegmentDataset(labelled, "train", SEGMENT, speakers=labelled.speakers, phone_vocab={"p0": 0})
+def test_segments_carry_audio_and_speaker_and_short_utterances_are_zero_padded(labelled):
+    ds = SegmentDataset(labelled, "train", SEGMENT, speakers=labelled.speakers, seed=1)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert set(item) == {"audio", "speaker"}  # training reads no phone labels
+        assert item["audio"].shape == (SEGMENT,)
+        assert int(item["speaker"]) == labelled.speakers.index(ds.utterances[i].speaker)
     index = next(i for i, u in enumerate(ds.utterances) if u.num_samples == 500)
     item = ds[index]
     assert np.array_equal(item["audio"][:500].numpy(), labelled.audio(ds.utterances[index]))
     assert torch.all(item["audio"][500:] == 0)
-    assert torch.all(item["phones"][8:] == -1)  # frames 8, 9 start after sample 500
-
-
-def test_without_vocabulary_phones_are_unknown(labelled):
-    ds = SegmentDataset(labelled, "train", SEGMENT, speakers=labelled.speakers)
-    assert torch.all(ds[0]["phones"] == -1)
 
 
 def test_segments_are_random_reproducible_and_frame_aligned(tmp_path):
@@ -109,12 +93,11 @@ def test_segments_are_random_reproducible_and_frame_aligned(tmp_path):
 
 
 def test_collate_shapes_and_dataloader_workers(labelled):
-    ds = SegmentDataset(labelled, "train", SEGMENT, labelled.speakers, phone_vocab={"p0": 0})
+    ds = SegmentDataset(labelled, "train", SEGMENT, labelled.speakers)
     loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_segments, num_workers=1)
     batch = next(iter(loader))
     assert batch["audio"].shape == (3, SEGMENT) and batch["audio"].dtype == torch.float32
     assert batch["speaker"].shape == (3,) and batch["speaker"].dtype == torch.int64
-    assert batch["phones"].shape == (3, SEGMENT // 64) and batch["phones"].dtype == torch.int64
     assert len(pickle.dumps(labelled)) < 100_000  # the memmaps are not copied into workers
 
 

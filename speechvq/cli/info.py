@@ -8,6 +8,7 @@ import json
 import torch
 
 from speechvq.f0 import F0Stats
+from speechvq.quantization.usage import codebook_usage
 
 DESCRIPTION = """\
 Show what a checkpoint holds: kind (vqvae or prior), training step, skipped updates,
@@ -33,15 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _usage(counts) -> dict | None:
     if counts is None:
         return None
-    counts = torch.as_tensor(counts).double().flatten()
-    if counts.sum() <= 0:
-        return {"num_codes": int(counts.numel()), "used_codes": 0, "perplexity": None}
-    probs = counts / counts.sum()
-    return {
-        "num_codes": int(counts.numel()),
-        "used_codes": int((counts > 0).sum()),
-        "perplexity": float(torch.exp(-(probs * probs.clamp(min=1e-300).log()).sum())),
-    }
+    usage = codebook_usage(counts).as_dict()
+    if usage["used_codes"] == 0:
+        usage["perplexity"] = None  # no code counted yet
+    return {"num_codes": int(torch.as_tensor(counts).numel()), **usage}
 
 
 def summarize_checkpoint(payload: dict) -> dict:
@@ -82,14 +78,8 @@ def _flatten(prefix: str, value, lines: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechvq.checkpoint import load_checkpoint
-    from speechvq.errors import CheckpointError
 
-    try:
-        payload = load_checkpoint(args.checkpoint, kind="vqvae")
-    except CheckpointError as first:
-        if "'prior' checkpoint" not in str(first):
-            raise
-        payload = load_checkpoint(args.checkpoint, kind="prior")
+    payload = load_checkpoint(args.checkpoint)  # either kind; summarize_checkpoint reads which
     info = summarize_checkpoint(payload)
     if args.json:
         print(json.dumps(info, indent=2))

@@ -1,8 +1,9 @@
 """Read a prepared corpus (see `speechvq.data.prepare`): utterance records, audio from the
 memory-mapped split files, phone alignments, random training segments and a sequential reader.
 
-Audio comes out as float32 in [-1, 1) at 16 kHz; phone labels are one per 64-sample code
-frame (the phone at the frame's centre).
+Audio comes out as float32 in [-1, 1) at 16 kHz; F0 values are one per 64-sample frame
+(`speechvq.audio.HOP_LENGTH`, the frame of the F0 cache). Phone alignments are read per
+utterance (`PreparedCorpus.phones`) for the probe and alignment tools; training never sees them.
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ import numpy as np
 import torch
 
 from speechvq.audio import HOP_LENGTH, SAMPLE_RATE, int16_to_float, num_frames
-from speechvq.data.alignments import Phone, frame_labels, read_alignment
+from speechvq.data.alignments import Phone, read_alignment
 from speechvq.data.f0cache import F0Reader
 from speechvq.data.prepare import MANIFEST, MANIFEST_KEYS, SAMPLE_BYTES, SPLITS, split_file
 from speechvq.errors import DataError, UnknownSpeakerError
-
-#: Phone label index for frames without a known phone (no alignment, uncovered, not in the vocabulary).
-UNKNOWN_PHONE = -1
 
 
 @dataclass(frozen=True)
@@ -166,8 +164,6 @@ class SegmentDataset(torch.utils.data.Dataset):
 
     - "audio": (T,) float32 in [-1, 1), T = segment_samples
     - "speaker": () int64, index of the speaker in `speakers`
-    - "phones": (T/64,) int64, `phone_vocab` index of the phone at each frame centre, -1
-      where unknown (no alignment, no phone, padding, or a label not in the vocabulary)
     - "f0" (with ``with_f0``): (T/64,) float32 WORLD F0 in hertz of each frame, 0 where
       unvoiced or padding
 
@@ -177,14 +173,13 @@ class SegmentDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, corpus: PreparedCorpus, split: str, segment_samples: int, speakers: list[str],
-                 phone_vocab: dict[str, int] | None = None, seed: int = 0, with_f0: bool = False):
+                 seed: int = 0, with_f0: bool = False):
         if segment_samples <= 0 or segment_samples % HOP_LENGTH:
             raise DataError(f"segment_samples must be a positive multiple of {HOP_LENGTH}, got {segment_samples}")
         self.corpus = corpus
         self.split = split
         self.segment_samples = int(segment_samples)
         self.speaker_index = {name: i for i, name in enumerate(speakers)}
-        self.phone_vocab = phone_vocab
         self.seed = int(seed)
         self.with_f0 = bool(with_f0)
         self.epoch = 0
@@ -195,7 +190,6 @@ class SegmentDataset(torch.utils.data.Dataset):
         if unknown:
             raise UnknownSpeakerError(f"speaker(s) {', '.join(unknown[:5])} of split {split!r} "
                                       "are not in the speaker list")
-        self._frame_labels: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -214,16 +208,9 @@ class SegmentDataset(torch.utils.data.Dataset):
         length = min(T, utt.num_samples - start)
         audio = np.zeros(T, dtype=np.float32)
         audio[:length] = self.corpus.audio(utt, start, length)
-        phones = np.full(T // HOP_LENGTH, UNKNOWN_PHONE, dtype=np.int64)
-        if self.phone_vocab is not None:
-            labels = self._labels(index)
-            first = start // HOP_LENGTH
-            part = labels[first: first + phones.shape[0]]
-            phones[: part.shape[0]] = part
         item = {
             "audio": torch.from_numpy(audio),
             "speaker": torch.tensor(self.speaker_index[utt.speaker], dtype=torch.int64),
-            "phones": torch.from_numpy(phones),
         }
         if self.with_f0:
             f0 = np.zeros(T // HOP_LENGTH, dtype=np.float32)
@@ -233,24 +220,10 @@ class SegmentDataset(torch.utils.data.Dataset):
             item["f0"] = torch.from_numpy(f0)
         return item
 
-    def _labels(self, index: int) -> np.ndarray:
-        """(ceil(n/64),) int64 phone indices of utterance `index`'s frames (cached)."""
-        if index not in self._frame_labels:
-            utt = self.utterances[index]
-            frames = num_frames(utt.num_samples)
-            phones = self.corpus.phones(utt)
-            labels = np.full(frames, UNKNOWN_PHONE, dtype=np.int64)
-            if phones:
-                for i, label in enumerate(frame_labels(phones, frames)):
-                    if label is not None:
-                        labels[i] = self.phone_vocab.get(label, UNKNOWN_PHONE)
-            self._frame_labels[index] = labels
-        return self._frame_labels[index]
-
 
 def collate_segments(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack `SegmentDataset` items: audio (B, T) float32, speaker (B,) int64, phones (B, T/64) int64
-    and, when present, f0 (B, T/64) float32."""
+    """Stack `SegmentDataset` items: audio (B, T) float32, speaker (B,) int64 and, when present,
+    f0 (B, T/64) float32."""
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 

@@ -31,17 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechvq.quantization.usage import codebook_usage
+
 
 def unigram_entropy_bits(counts) -> float:
     """Entropy in bits of the code distribution given by (K,) counts: the rate of a prior with no context.
 
     Codes never seen are ignored; all-zero counts raise ValueError.
     """
-    counts = np.asarray(counts, dtype=np.float64).reshape(-1)
-    if counts.sum() <= 0:
+    usage = codebook_usage(np.asarray(counts, dtype=np.float64))
+    if int(usage.used_codes) == 0:
         raise ValueError("code counts are all zero")
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return usage.entropy_bits
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -299,7 +300,6 @@ class Prior(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
-        use_cache: bool = True,
     ) -> torch.Tensor:
         """Draw code sequences from the prior (call in eval mode: dropout stays on in training mode).
 
@@ -310,8 +310,6 @@ class Prior(nn.Module):
             temperature: softmax temperature; 0 takes the most likely code (greedy).
             top_k: keep only the k most likely codes at each step (None: all).
             generator: torch.Generator on the model's device, for reproducible draws.
-            use_cache: reuse past keys/values (fast); False recomputes the whole prefix at
-                every step (slow, for checking the cache).
 
         Returns:
             (B, F) int64 codes.
@@ -325,16 +323,10 @@ class Prior(nn.Module):
         if speaker is not None:
             speaker = torch.as_tensor(speaker, dtype=torch.long, device=device)
         out = torch.empty(batch, num_codes, dtype=torch.long, device=device)
-        if use_cache:
-            spk = self._speaker_vector(speaker, batch)
-            cache = self._new_cache(batch, num_codes, self.embed.weight)
-            token = torch.full((batch,), self.bos, dtype=torch.long, device=device)
-            for t in range(num_codes):
-                token = self._draw(self._step(token, spk, cache), temperature, top_k, generator)
-                out[:, t] = token
-        else:
-            for t in range(num_codes):
-                # forward() shifts its input right, so a dummy code at position t is never seen.
-                prefix = torch.cat((out[:, :t], out.new_zeros(batch, 1)), dim=1)
-                out[:, t] = self._draw(self(prefix, speaker)[:, -1], temperature, top_k, generator)
+        spk = self._speaker_vector(speaker, batch)
+        cache = self._new_cache(batch, num_codes, self.embed.weight)  # past keys/values
+        token = torch.full((batch,), self.bos, dtype=torch.long, device=device)
+        for t in range(num_codes):
+            token = self._draw(self._step(token, spk, cache), temperature, top_k, generator)
+            out[:, t] = token
         return out
