@@ -128,3 +128,26 @@ def test_mixture_sampling_follows_the_mean_when_sharp():
     samples = out.sample(params, generator=torch.Generator().manual_seed(0))
     assert (samples - 0.25).abs().max() < 0.05
     assert out.sample(params[:1], argmax=True).item() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("output", ["mulaw", "mol"])
+def test_output_head_runs_in_float32_under_bf16_autocast(output):
+    """bf16 mixture means would step by 2**-8 near ±1, coarser than the smallest scale: the head stays float32."""
+    dec = tiny_decoder(output)
+    net = dec.wavenet
+    skips = torch.randn(2, net.skip_channels, 9, generator=torch.Generator().manual_seed(0)).bfloat16()
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            head = net.output_head(skips)
+            inner = net.head(skips)  # the plain head under autocast: what the fp32 head prevents
+        reference = net.output_head(skips.float())
+    assert inner.dtype == torch.bfloat16
+    assert head.dtype == torch.float32
+    assert torch.equal(head, reference)
+    wav = 0.5 * torch.rand(2, 4 * HOP, generator=torch.Generator().manual_seed(1)) - 0.25
+    z_q, speaker = torch.randn(2, CODE_DIM, 4), torch.tensor([0, 1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        params = dec(wav, z_q, speaker)
+        nll = dec.nll(wav, z_q, speaker)
+    assert params.dtype == torch.float32 and params.shape == (2, dec.output.num_params, 4 * HOP)
+    assert nll.dtype == torch.float32 and torch.isfinite(nll).all()

@@ -140,7 +140,17 @@ class WaveNet(nn.Module):
             if i < self.layers - 1:
                 x = (x + self.res[i](z)) * self.residual_scale
         skips = skips * (1.0 / math.sqrt(self.layers)) + self.skip_bias.unsqueeze(-1)
-        return self.head(skips)[..., :length]
+        return self.output_head(skips)[..., :length]
+
+    def output_head(self, skips: torch.Tensor) -> torch.Tensor:
+        """The output head (ReLU, 1x1, ReLU, 1x1) on the skip sum (B, S, T), always in float32.
+
+        Under bf16 autocast the head would produce bf16 parameters: mixture means near ±1 in steps
+        of 2**-8, coarser than the smallest logistic scale (exp(-7)), and μ-law logits rounded to
+        3 significant digits. The head is small, so it runs with autocast off on float inputs.
+        """
+        with torch.autocast(device_type=skips.device.type, enabled=False):
+            return self.head(skips.float())
 
 
 def _fused_weights(net: WaveNet) -> dict:
