@@ -7,6 +7,7 @@ NCCL on CUDA and gloo on CPU. Rank 0 alone logs and writes checkpoints.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,11 @@ import torch
 import torch.distributed as dist
 
 from speechvq.errors import SpeechVQError
+
+# Rank 0 validates and checkpoints while the other ranks wait in a collective; NCCL's default
+# watchdog (10 minutes) would abort them. SPEECHVQ_DIST_TIMEOUT_MIN overrides this default.
+DEFAULT_TIMEOUT_MIN = 60.0
+TIMEOUT_ENV = "SPEECHVQ_DIST_TIMEOUT_MIN"
 
 
 @dataclass(frozen=True)
@@ -43,15 +49,39 @@ def _choose_device(preference: str, local_rank: int) -> torch.device:
         raise SpeechVQError("trainer.device=cuda: no CUDA device is available")
     if preference == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        # LOCAL_RANK % count would put two ranks on one GPU: NCCL then fails with "duplicate GPU".
+        raise SpeechVQError(f"LOCAL_RANK={local_rank} but only {count} CUDA device(s) are visible: "
+                            f"run at most {count} processes per node (torchrun --nproc_per_node)")
+    return torch.device("cuda", local_rank)
 
 
-def setup_distributed(device: str = "auto") -> DistContext:
+def process_group_timeout(minutes: float | None = None) -> datetime.timedelta:
+    """How long a collective may wait: `minutes`, else $SPEECHVQ_DIST_TIMEOUT_MIN, else 60 minutes.
+
+    It must cover what rank 0 does alone while the others wait at a barrier (validation,
+    checkpoints, sample generation).
+    """
+    if minutes is None:
+        raw = os.environ.get(TIMEOUT_ENV, "").strip()
+        try:
+            minutes = float(raw) if raw else DEFAULT_TIMEOUT_MIN
+        except ValueError:
+            raise SpeechVQError(f"{TIMEOUT_ENV}={raw!r}: expected a number of minutes") from None
+    if not minutes > 0:
+        raise SpeechVQError(f"process group timeout must be positive, got {minutes} minutes")
+    return datetime.timedelta(minutes=minutes)
+
+
+def setup_distributed(device: str = "auto", timeout_min: float | None = None) -> DistContext:
     """Initialise the process group when launched by torchrun (WORLD_SIZE > 1) and pick the device.
 
     Args:
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``; under torchrun
-            each process takes ``cuda:LOCAL_RANK``.
+            each process takes ``cuda:LOCAL_RANK`` (refused when LOCAL_RANK has no device).
+        timeout_min: collective timeout in minutes (`process_group_timeout`: default
+            $SPEECHVQ_DIST_TIMEOUT_MIN or 60).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -61,10 +91,11 @@ def setup_distributed(device: str = "auto") -> DistContext:
         torch.cuda.set_device(ctx.device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if ctx.device.type == "cuda" else "gloo"
+        timeout = process_group_timeout(timeout_min)
         if ctx.device.type == "cuda":
-            dist.init_process_group(backend, device_id=ctx.device)
+            dist.init_process_group(backend, timeout=timeout, device_id=ctx.device)
         else:
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, timeout=timeout)
     return ctx
 
 
