@@ -110,3 +110,57 @@ def test_numpy_and_torch_engines_sample_alike():
         for frame in range(3):
             torch.testing.assert_close(fast.run_frame(frame, noise[frame]), eager.run_frame(frame, noise[frame]),
                                        rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("live,fraction,expected", [
+    ([True, True, True, True], 0.5, False),     # nobody finished
+    ([False, False, False, False], 0.5, False),  # generation is over
+    ([True, True, True, False], 0.5, False),    # 3 of 4 live: the graph engine keeps stepping
+    ([True, True, False, False], 0.5, True),    # half live: compact
+    ([True, False, False, False], 0.5, True),
+    ([True, True, True, False], 1.0, True),     # eager engines: compact at once
+    ([True] * 5 + [False] * 4, 0.5, False),     # 5 of 9 > half
+    ([True] * 4 + [False] * 5, 0.5, True),
+])
+def test_compaction_policy(live, fraction, expected):
+    from speechvq.inference.generate import should_compact
+
+    assert should_compact(np.array(live), fraction) is expected
+
+
+def test_a_graph_batch_of_b_streams_is_compacted_at_most_log2_b_times():
+    from speechvq.inference.generate import should_compact
+
+    lengths = np.arange(1, 257)  # every stream ends at a different frame
+    rows, compactions = np.arange(256), 0
+    for t in range(257):
+        live = lengths[rows] > t
+        if should_compact(live, 0.5):
+            rows, compactions = rows[live], compactions + 1
+    assert compactions <= 8
+
+
+@pytest.mark.parametrize("output", ["mulaw", "mol"])  # the NumPy engine and the torch engine
+@pytest.mark.parametrize("policy", ["never", "half"])
+def test_audio_does_not_depend_on_when_the_batch_is_compacted(monkeypatch, output, policy):
+    """Finished streams may keep stepping (the CUDA-graph engine): each stream's audio stays the same."""
+    import speechvq.inference.generate as gen
+
+    dec = _decoder(output)
+    lengths = [9, 40, 17, 26, 5]
+    z_q, speaker = _codes(5, 10), torch.tensor([0, 1, 2, 0, 1])
+    reference = generate(dec, z_q, speaker, lengths, seed=7, progress=False)
+    selects = []
+    for engine in (gen._NumpyMuLawEngine, gen._TorchEngine):
+        real = engine.select
+        monkeypatch.setattr(engine, "select", lambda self, rows, real=real: (selects.append(len(rows)), real(self, rows)))
+    real_policy = gen.should_compact
+    monkeypatch.setattr(gen, "should_compact", lambda live, fraction: policy == "half" and real_policy(live, 0.5))
+    audio = generate(dec, z_q, speaker, lengths, seed=7, progress=False)
+    assert selects == ([] if policy == "never" else [2, 1])
+    assert [len(a) for a in audio] == lengths
+    for x, y in zip(reference, audio):
+        if output == "mulaw":  # the same noise and the same bins
+            np.testing.assert_array_equal(x, y)
+        else:  # the same noise; float samples equal up to rounding (BLAS kernels depend on the batch size)
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)

@@ -3,10 +3,14 @@
 `generate` turns code vectors and speakers into audio for many utterances at once (different
 lengths and speakers in one batch). Each new sample costs one cached step of every WaveNet layer
 (`speechvq.modules.wavenet` steppers); the conditioning of all layers is computed once per code
-frame; streams that have finished are dropped from the batch at the next frame boundary.
+frame. Streams that have finished are dropped from the batch at a frame boundary: at once by the
+eager engines (cheap), but by the CUDA-graph engine only once at most half the batch is still
+active (`should_compact`), because every change of batch means capturing a new graph; until then
+finished streams keep stepping and their outputs are ignored.
 
 Randomness: sampling is a deterministic function of uniform noise drawn frame by frame from one
-`torch.Generator` seeded with `seed`, so the same seed, inputs and batch give the same audio.
+`torch.Generator` seeded with `seed`, for the active streams only, so the same seed, inputs and
+batch give the same audio whichever engine runs and whenever it compacts its batch.
 
 Engines: on the CPU with the μ-law output, a NumPy loop (lowest per-step overhead); otherwise a
 torch loop whose step is captured as a CUDA graph on CUDA devices (`use_cuda_graph`), so that
@@ -31,8 +35,26 @@ from speechvq.models.decoder import Decoder
 from speechvq.modules.output import NOISE_EPS
 
 
+def should_compact(live: np.ndarray, min_live_fraction: float) -> bool:
+    """Whether to drop the finished streams now, given the engine's rows' `live` (bool) mask.
+
+    min_live_fraction: compact once the live rows are at most this fraction of the rows; 1.0
+    compacts as soon as any stream has finished (eager engines: compaction is cheap), 0.5 waits
+    until half the batch has finished (the CUDA-graph engine: each compaction re-captures the
+    graph, so at most log2(B) captures per batch instead of up to B - 1). Never when all rows
+    are live or none is (nothing to do, or generation is over).
+    """
+    live = np.asarray(live, dtype=bool)
+    count = int(live.sum())
+    if count == 0 or count == live.size:
+        return False
+    return count <= min_live_fraction * live.size
+
+
 class _NumpyMuLawEngine:
     """CPU engine for the μ-law output: NumPy stepper, Gumbel-max sampling, embedding lookup."""
+
+    min_live_fraction = 1.0  # re-planning the NumPy stepper is cheap: drop finished streams at once
 
     def __init__(self, decoder: Decoder, local: torch.Tensor, global_: torch.Tensor, temperature: float,
                  argmax: bool) -> None:
@@ -89,6 +111,8 @@ class _TorchEngine:
         self.argmax = argmax
         self.hop = decoder.hop_length
         self.use_cuda_graph = use_cuda_graph
+        # A new batch means a new graph capture: let finished streams run on until half are done.
+        self.min_live_fraction = 0.5 if use_cuda_graph else 1.0
         self.graph: torch.cuda.CUDAGraph | None = None
         first = decoder.output.encode_input(torch.zeros(batch, 1, device=self.device))[:, 0]
         self._allocate(first)
@@ -246,22 +270,34 @@ def generate(
 
 def _generate_frames(engine, lengths: list[int], output, generator: torch.Generator, bar: tqdm,
                      audio: list[np.ndarray], hop: int, device: torch.device) -> None:
-    """Run `engine` frame by frame, dropping finished streams, writing into `audio` (one array per stream)."""
+    """Run `engine` frame by frame, writing into `audio` (one array per stream).
+
+    `rows` maps the engine's batch rows to streams. Finished streams are dropped when
+    `should_compact` says so; until then they keep stepping on noise that is not drawn from the
+    generator (0.5), and their outputs are ignored. Each frame draws (n, live streams, N) noise,
+    so a stream's audio does not depend on when the engine compacts.
+    """
     lengths_np = np.asarray(lengths)
-    active = np.arange(len(lengths))
+    rows = np.arange(len(lengths))
     start = 0
     while start < lengths_np.max():
-        still = lengths_np[active] > start
-        if not still.all():
-            engine.select(np.flatnonzero(still))
-            active = active[still]
-        n = min(hop, int(lengths_np[active].max()) - start)
-        noise = torch.rand(n, len(active), output.noise_size, generator=generator, device=device)
-        chunk = output.symbols_to_audio(engine.run_frame(start // hop, noise)).numpy()  # (n, B_active)
+        live = lengths_np[rows] > start
+        if should_compact(live, engine.min_live_fraction):
+            engine.select(np.flatnonzero(live))
+            rows, live = rows[live], live[live]
+        n = min(hop, int(lengths_np[rows].max()) - start)
+        drawn = torch.rand(n, int(live.sum()), output.noise_size, generator=generator, device=device)
+        if live.all():
+            noise = drawn
+        else:
+            noise = torch.full((n, len(rows), output.noise_size), 0.5, device=device)
+            noise[:, torch.as_tensor(np.flatnonzero(live), device=device)] = drawn
+        chunk = output.symbols_to_audio(engine.run_frame(start // hop, noise)).numpy()  # (n, len(rows))
         done = 0
-        for column, b in enumerate(active):
+        for column, b in enumerate(rows):
             m = min(n, lengths[b] - start)
-            audio[b][start:start + m] = chunk[:m, column]
-            done += m
+            if m > 0:
+                audio[b][start:start + m] = chunk[:m, column]
+                done += m
         bar.update(done)
         start += n
