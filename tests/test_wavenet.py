@@ -153,3 +153,49 @@ def test_numpy_stepper_without_conditioning_in_the_taps(monkeypatch, limit):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
         got = _run_stepper(NumpyStepper, net, x, local, global_, select_at=2 * HOP, rows=rows)
     torch.testing.assert_close(got, expected[rows], atol=1e-4, rtol=0)
+
+
+def _ops_per_step(stepper, x0):
+    """aten operators (CPU stand-ins for kernel launches) that one `step` runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Count() as count:
+        stepper.step(x0)
+    return count.ops
+
+
+@pytest.mark.parametrize("layers", [6, 20])
+def test_torch_stepper_runs_one_product_per_layer(layers):
+    """[x[t - d], x[t]] times the stacked taps: 4 operators per layer (gate product, tanh, glu,
+    residual product) plus a constant number per step, instead of 7 per layer."""
+    net = _net(layers=layers)
+    x, local, global_ = _inputs(3, 8)
+    with torch.no_grad():
+        stepper = TorchStepper(net, 3)
+        stepper.set_global(global_)
+        stepper.set_local(local[:, :, 0])
+        ops = _ops_per_step(stepper, x[:, :, 0])
+    views = {"view", "slice", "select", "unsqueeze", "t", "expand", "alias", "as_strided"}
+    work = [op for op in ops if op.split(".")[0] not in views]
+    assert sum(op.startswith("addmm") for op in work) == 2 * layers - 1 + 3
+    assert len(work) <= 4 * layers + 12, work
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_stepper_on_cuda_equals_forward():
+    net = _net().cuda()
+    x, local, global_ = (t.cuda() for t in _inputs(3, 23))
+    with torch.no_grad():
+        expected = net(x, local, global_, HOP)
+        got = _run_stepper(TorchStepper, net, x, local, global_, select_at=2 * HOP, rows=[2, 0])
+    torch.testing.assert_close(got, expected[[2, 0]], atol=1e-4, rtol=0)

@@ -20,6 +20,8 @@ and all skip 1x1s are one matrix applied after the last layer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -153,7 +155,31 @@ class WaveNet(nn.Module):
             return self.head(skips.float())
 
 
-def _fused_weights(net: WaveNet) -> dict:
+@dataclass(frozen=True)
+class FusedWeights:
+    """Weights of a WaveNet in the layout the steppers use (float32, see `fused_weights`)."""
+
+    taps_past: list[torch.Tensor]  # per layer (R, G): the tap that sees x[t - d]
+    taps_now: list[torch.Tensor]  # per layer (R, G): the tap that sees x[t]
+    res: list[torch.Tensor]  # per layer but the last (G/2, R)
+    skip: torch.Tensor  # (L*G/2, S), 1/sqrt(L) included
+    skip_bias: torch.Tensor  # (S,)
+    local: torch.Tensor  # (Cl, L*G)
+    global_: torch.Tensor | None  # (Cg, L*G), None without global conditioning
+    bias: torch.Tensor  # (L*G,) the dilated convolutions' biases
+    head1: torch.Tensor  # (S, S)
+    head1_bias: torch.Tensor  # (S,)
+    head2: torch.Tensor  # (S, C)
+    head2_bias: torch.Tensor  # (C,)
+
+    def to(self, device: torch.device | str) -> FusedWeights:
+        """The same weights on `device`."""
+        def move(v):
+            return [t.to(device) for t in v] if isinstance(v, list) else None if v is None else v.to(device)
+        return FusedWeights(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+
+def fused_weights(net: WaveNet) -> FusedWeights:
     """Weights of `net` in the layout the steppers use, as float32 tensors on the module's device.
 
     The residual stream is kept unscaled: with a = residual_scale, the stepper's stream is
@@ -175,20 +201,34 @@ def _fused_weights(net: WaveNet) -> dict:
         res.append((conv.weight.detach().float()[:, :, 0].t() / a ** i).contiguous())
     skip = torch.cat([conv.weight.detach().float()[:, :, 0].t() for conv in net.skip], dim=0) / math.sqrt(net.layers)
     head1, head2 = net.head[1], net.head[3]
-    return {
-        "taps_past": taps_past,
-        "taps_now": taps_now,
-        "res": res,
-        "skip": skip.contiguous(),
-        "skip_bias": net.skip_bias.detach().float().clone(),
-        "local": net.local_proj.weight.detach().float()[:, :, 0].t().contiguous(),
-        "global": None if net.global_proj is None else net.global_proj.weight.detach().float().t().contiguous(),
-        "bias": torch.cat([conv.bias.detach().float() for conv in net.convs]),
-        "head1": head1.weight.detach().float()[:, :, 0].t().contiguous(),
-        "head1_bias": head1.bias.detach().float().clone(),
-        "head2": head2.weight.detach().float()[:, :, 0].t().contiguous(),
-        "head2_bias": head2.bias.detach().float().clone(),
-    }
+    return FusedWeights(
+        taps_past=taps_past,
+        taps_now=taps_now,
+        res=res,
+        skip=skip.contiguous(),
+        skip_bias=net.skip_bias.detach().float().clone(),
+        local=net.local_proj.weight.detach().float()[:, :, 0].t().contiguous(),
+        global_=None if net.global_proj is None else net.global_proj.weight.detach().float().t().contiguous(),
+        bias=torch.cat([conv.bias.detach().float() for conv in net.convs]),
+        head1=head1.weight.detach().float()[:, :, 0].t().contiguous(),
+        head1_bias=head1.bias.detach().float().clone(),
+        head2=head2.weight.detach().float()[:, :, 0].t().contiguous(),
+        head2_bias=head2.bias.detach().float().clone(),
+    )
+
+
+class _LayerPlan(NamedTuple):
+    """One layer's views for one phase of `NumpyStepper`'s rings (unpacked positionally in `step`)."""
+
+    slot: np.ndarray  # (B, 2R [+ B]) ring slot holding [x[t-d], x[t] (, I_B)] in the phase's order
+    taps: np.ndarray  # (2R [+ B], G) tap matrix matching the slot's order
+    cond: np.ndarray | None  # (B, G) conditioning to add, None when it is part of the taps
+    h: np.ndarray  # (B, G) gate pre-activation, then [tanh(a), tanh(a) * tanh(b / 2)]
+    gate_a: np.ndarray  # (B, G/2) view of h: the tanh half
+    gate_b: np.ndarray  # (B, G/2) view of h: the sigmoid half
+    current: np.ndarray  # (B, R) view of the slot where this step's input goes
+    next: np.ndarray | None  # (B, R) the next layer's `current` (None for the last layer)
+    res: np.ndarray | None  # (G, R) stacked, halved residual matrix (None for the last layer)
 
 
 class NumpyStepper:
@@ -215,8 +255,7 @@ class NumpyStepper:
     AUGMENT_MAX_BATCH = 8
 
     def __init__(self, net: WaveNet, batch_size: int) -> None:
-        w = {k: ([t.cpu() for t in v] if isinstance(v, list) else None if v is None else v.cpu())
-             for k, v in _fused_weights(net).items()}
+        w = fused_weights(net).to("cpu")
         self.layers = net.layers
         self.dilations = list(net.dilations)
         self.r = net.residual_channels
@@ -226,17 +265,17 @@ class NumpyStepper:
         col[self.half:] = 0.5  # the sigmoid half enters tanh(b / 2)
         col_all = np.tile(col, self.layers)
         self._taps = []  # per layer: ([past; now], [now; past]), (2R, G)
-        for past, now in zip(w["taps_past"], w["taps_now"]):
+        for past, now in zip(w.taps_past, w.taps_now):
             past, now = past.numpy() * col, now.numpy() * col
             self._taps.append((np.concatenate([past, now]), np.concatenate([now, past])))
-        self._res = [np.ascontiguousarray(0.5 * np.concatenate([m.numpy(), m.numpy()])) for m in w["res"]]
-        skip = w["skip"].numpy().reshape(self.layers, self.half, -1)
+        self._res = [np.ascontiguousarray(0.5 * np.concatenate([m.numpy(), m.numpy()])) for m in w.res]
+        skip = w.skip.numpy().reshape(self.layers, self.half, -1)
         self._skip = np.ascontiguousarray(0.5 * np.concatenate([skip, skip], axis=1).reshape(self.layers * self.g, -1))
-        self._skip_bias = w["skip_bias"].numpy()
-        self._local = np.ascontiguousarray(w["local"].numpy() * col_all)
-        self._global = None if w["global"] is None else np.ascontiguousarray(w["global"].numpy() * col_all)
-        self._bias = (w["bias"].numpy() * col_all).astype(np.float32)
-        self._head = (w["head1"].numpy(), w["head1_bias"].numpy(), w["head2"].numpy(), w["head2_bias"].numpy())
+        self._skip_bias = w.skip_bias.numpy()
+        self._local = np.ascontiguousarray(w.local.numpy() * col_all)
+        self._global = None if w.global_ is None else np.ascontiguousarray(w.global_.numpy() * col_all)
+        self._bias = (w.bias.numpy() * col_all).astype(np.float32)
+        self._head = (w.head1.numpy(), w.head1_bias.numpy(), w.head2.numpy(), w.head2_bias.numpy())
         self.out_channels = self._head[2].shape[1]
         self.t = 0
         self._allocate(batch_size)
@@ -271,27 +310,24 @@ class NumpyStepper:
         self._out = np.zeros((batch, self.out_channels), f32)
         self._plan = self._build_plan()
 
-    def _build_plan(self) -> list:
-        """For each phase t mod 2*max(d): per layer (slot, taps, cond, h, tanh half, other half, current, next, res).
-
-        cond is None when it is part of the tap matrix (small batches).
-        """
+    def _build_plan(self) -> list[tuple[list[_LayerPlan], _LayerPlan]]:
+        """For each phase t mod 2*max(d): (plans of the layers but the last, plan of the last layer)."""
         period = 2 * max(self.dilations)
         r, half = self.r, self.half
         slots = [[ring[s] for s in range(d)] for ring, d in zip(self._rings, self.dilations)]
         # current-input half: right half in even rounds of d steps, left half in odd rounds
         current = [[(slot[:, r:2 * r], slot[:, :r]) for slot in layer_slots] for layer_slots in slots]
-        halves = [(h, h[:, :half], h[:, half:]) for h in self._z]
         plan = []
         for phase in range(period):
-            entries = []
+            layers = []
             for i, d in enumerate(self.dilations):
                 s, k = phase % d, (phase // d) % 2
-                entries.append([slots[i][s], self._aug_taps[i][k], self._layer_cond[i], *halves[i], current[i][s][k]])
-            for i in range(self.layers - 1):
-                entries[i].append(entries[i + 1][6])  # layer i writes layer i+1's current input
-                entries[i].append(self._res[i])
-            plan.append(([tuple(e) for e in entries[:-1]], tuple(entries[-1])))
+                h = self._z[i]
+                layers.append(_LayerPlan(slots[i][s], self._aug_taps[i][k], self._layer_cond[i], h, h[:, :half],
+                                         h[:, half:], current[i][s][k], None, None))
+            # layer i writes layer i+1's current input
+            body = [layers[i]._replace(next=layers[i + 1].current, res=self._res[i]) for i in range(self.layers - 1)]
+            plan.append((body, layers[-1]))
         return plan
 
     def reset(self) -> None:
@@ -323,7 +359,7 @@ class NumpyStepper:
     def step(self, x0: np.ndarray) -> np.ndarray:
         """x0 (B, R) float32 input embedding of the previous sample -> (B, C) output parameters (a view)."""
         body, last = self._plan[self.t % len(self._plan)]
-        (body[0][6] if body else last[6])[...] = x0
+        (body[0] if body else last).current[...] = x0
         dot, add, tanh, mul, r = np.dot, np.add, np.tanh, np.multiply, self._r
         for slot, taps, cond, h, ha, hb, cur, nxt, res in body:
             dot(slot, taps, h)
@@ -333,7 +369,7 @@ class NumpyStepper:
             mul(ha, hb, hb)
             dot(h, res, r)
             add(cur, r, nxt)
-        slot, taps, cond, h, ha, hb, _ = last
+        slot, taps, cond, h, ha, hb, _, _, _ = last
         dot(slot, taps, h)
         if cond is not None:
             add(h, cond, h)
@@ -361,14 +397,23 @@ class NumpyStepper:
 class TorchStepper:
     """Cached incremental WaveNet in torch, on any device, with static buffers.
 
-    Per layer of dilation d, a queue (d, B, R) of past inputs is read and written at position
-    t mod d, computed on the device from a step counter tensor, so that a step has no
-    host-side state: it can be captured once as a CUDA graph and replayed. Same interface as
-    `NumpyStepper` with tensors: `set_global`, `set_local`, `step(x0) -> (B, C)`, `select`.
+    All layers' past inputs live in one queue tensor (sum(d), B, R): layer i owns the d_i rows
+    from offset_i, and its input of step t sits at row offset_i + t mod d_i, computed on the
+    device from a step counter tensor, so that a step has no host-side state: it can be captured
+    once as a CUDA graph and replayed. A step gathers every layer's x[t - d] at once into the
+    left halves of a (L, B, 2R) buffer whose right halves receive each layer's input x[t] as the
+    layer below produces it (the residual product writes there directly); each layer is then one
+    product of [x[t - d], x[t]] with its stacked taps [W_past; W_now] (as in `NumpyStepper`), and
+    all inputs go back into the queue at once. Per step: 4 kernels per layer plus 11 (remainder,
+    offsets, gather, input copy, scatter, skip and head products and ReLUs, counter); the skip
+    and head products take their biases as 1-D vectors.
+
+    Same interface as `NumpyStepper` with tensors: `set_global`, `set_local`, `step(x0) -> (B, C)`,
+    `select`.
     """
 
     def __init__(self, net: WaveNet, batch_size: int) -> None:
-        w = _fused_weights(net)
+        w = fused_weights(net)
         device = net.skip_bias.device
         self.device = device
         self.layers = net.layers
@@ -377,78 +422,82 @@ class TorchStepper:
         self.half = self.g // 2
         self.dilations = list(net.dilations)
         self._w = w
-        self.out_channels = w["head2"].shape[1]
+        self._taps = torch.stack([torch.cat([p, n]) for p, n in zip(w.taps_past, w.taps_now)])  # (L, 2R, G)
+        self.out_channels = w.head2.shape[1]
         self.t = torch.zeros(1, dtype=torch.int64, device=device)
         self._dils = torch.tensor(self.dilations, dtype=torch.int64, device=device)
-        self._pos = torch.zeros(self.layers, dtype=torch.int64, device=device)
-        self._pos_views = [self._pos[i:i + 1] for i in range(self.layers)]
+        self._offsets = torch.tensor([0, *np.cumsum(self.dilations)[:-1].tolist()], dtype=torch.int64, device=device)
+        self._rows = torch.zeros(self.layers, dtype=torch.int64, device=device)  # queue rows of this step
         self._allocate(batch_size)
-        self._gbias = w["bias"].expand(batch_size, -1).clone()
+        self._gbias = w.bias.expand(batch_size, -1).clone()
 
-    def _allocate(self, batch: int, queues: list[torch.Tensor] | None = None) -> None:
-        dev, f32 = self.device, torch.float32
+    def _allocate(self, batch: int, queue: torch.Tensor | None = None) -> None:
+        dev, f32, r = self.device, torch.float32, self.r
         self.batch_size = batch
-        self._queues = queues if queues is not None else [
-            torch.zeros(d, batch, self.r, device=dev, dtype=f32) for d in self.dilations]
-        self._past = [torch.zeros(1, batch, self.r, device=dev, dtype=f32) for _ in self.dilations]
+        self._queue = queue if queue is not None else torch.zeros(sum(self.dilations), batch, r, device=dev, dtype=f32)
+        self._xin = torch.zeros(self.layers, batch, 2 * r, device=dev, dtype=f32)  # [x[t - d], x[t]] per layer
+        self._past = self._xin[:, :, :r]
+        self._now = self._xin[:, :, r:]
+        self._now_views = list(self._now.unbind(0))
         self._cond = torch.zeros(batch, self.layers * self.g, device=dev, dtype=f32)
-        self._h = [torch.zeros(batch, self.g, device=dev, dtype=f32) for _ in self.dilations]
+        self._h = torch.zeros(self.layers, batch, self.g, device=dev, dtype=f32)
         self._z = torch.zeros(batch, self.layers * self.half, device=dev, dtype=f32)
-        self._s = torch.zeros(batch, self._w["skip"].shape[1], device=dev, dtype=f32)
-        self._h1 = torch.zeros(batch, self._w["head1"].shape[1], device=dev, dtype=f32)
+        self._s = torch.zeros(batch, self._w.skip.shape[1], device=dev, dtype=f32)
+        self._h1 = torch.zeros(batch, self._w.head1.shape[1], device=dev, dtype=f32)
         self._out = torch.zeros(batch, self.out_channels, device=dev, dtype=f32)
         g, half = self.g, self.half
-        self._cond_views = [self._cond[:, i * g:(i + 1) * g] for i in range(self.layers)]
-        self._z_views = [self._z[:, i * half:(i + 1) * half] for i in range(self.layers)]
+        res = self._w.res + [None]
+        self._layer_views = [
+            (self._xin[i], self._taps[i], self._cond[:, i * g:(i + 1) * g], self._h[i], self._h[i, :, :half],
+             self._z[:, i * half:(i + 1) * half], self._now_views[i], self._now_views[i + 1] if i + 1 < self.layers
+             else None, res[i])
+            for i in range(self.layers)]
 
     def state(self) -> list[torch.Tensor]:
         """The tensors that a step mutates and that carry over to the next step."""
-        return [self.t, *self._queues]
+        return [self.t, self._queue]
 
     def reset(self) -> None:
         """Forget all past inputs (zeros, as the causal padding of the teacher-forced pass)."""
-        for q in self._queues:
-            q.zero_()
+        self._queue.zero_()
         self.t.zero_()
 
     def set_global(self, global_: torch.Tensor | None) -> None:
         """global_ (B, Cg) per-sequence conditioning (None when the net has none)."""
-        gbias = self._w["bias"].expand(self.batch_size, -1)
-        if self._w["global"] is not None:
-            gbias = gbias + global_.float() @ self._w["global"]
+        gbias = self._w.bias.expand(self.batch_size, -1)
+        if self._w.global_ is not None:
+            gbias = gbias + global_.float() @ self._w.global_
         self._gbias = gbias.contiguous()
 
     def set_local(self, frame: torch.Tensor) -> None:
         """frame (B, Cl) local conditioning of the current frame: one product for all layers, in place."""
-        torch.addmm(self._gbias, frame.float(), self._w["local"], out=self._cond)
+        torch.addmm(self._gbias, frame.float(), self._w.local, out=self._cond)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows `rows` (int64 tensor), e.g. when streams have finished."""
         rows = rows.to(self.device)
         gbias = self._gbias.index_select(0, rows)
-        self._allocate(len(rows), [q.index_select(1, rows) for q in self._queues])
+        self._allocate(len(rows), self._queue.index_select(1, rows))
         self._gbias = gbias
 
     def step(self, x0: torch.Tensor) -> torch.Tensor:
         """x0 (B, R) input embedding of the previous sample -> (B, C) output parameters (a static buffer)."""
         w = self._w
-        torch.remainder(self.t, self._dils, out=self._pos)
-        x = x0
-        last = self.layers - 1
-        for i in range(self.layers):
-            pos, past, h = self._pos_views[i], self._past[i], self._h[i]
-            torch.index_select(self._queues[i], 0, pos, out=past)
-            self._queues[i].index_copy_(0, pos, x.unsqueeze(0))
-            torch.addmm(self._cond_views[i], past[0], w["taps_past"][i], out=h)
-            h.addmm_(x, w["taps_now"][i])
-            h[:, :self.half].tanh_()
-            torch._C._nn.glu(h, 1, out=self._z_views[i])
-            if i < last:
-                x = torch.addmm(x, self._z_views[i], w["res"][i])
-        torch.addmm(w["skip_bias"], self._z, w["skip"], out=self._s)
+        torch.remainder(self.t, self._dils, out=self._rows)
+        self._rows.add_(self._offsets)
+        torch.index_select(self._queue, 0, self._rows, out=self._past)  # every layer's x[t - d]
+        self._now_views[0].copy_(x0)
+        for xin, taps, cond, h, gate_a, z, now, nxt, res in self._layer_views:
+            torch.addmm(cond, xin, taps, out=h)
+            gate_a.tanh_()
+            torch._C._nn.glu(h, 1, out=z)
+            if nxt is not None:
+                torch.addmm(now, z, res, out=nxt)
+        self._queue.index_copy_(0, self._rows, self._now)  # every layer's x[t], read again at t + d
+        torch.addmm(w.skip_bias, self._z, w.skip, out=self._s)
         self._s.relu_()
-        torch.addmm(w["head1_bias"], self._s, w["head1"], out=self._h1)
+        torch.addmm(w.head1_bias, self._s, w.head1, out=self._h1)
         self._h1.relu_()
-        torch.addmm(w["head2_bias"], self._h1, w["head2"], out=self._out)
+        torch.addmm(w.head2_bias, self._h1, w.head2, out=self._out)
         self.t.add_(1)
         return self._out
