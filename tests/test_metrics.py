@@ -74,14 +74,39 @@ def test_mcd_formula_on_constant_cepstra():
     assert mcd_frames(a, b) == pytest.approx(expected)
 
 
-def naive_dtw_cost(cost: np.ndarray) -> float:
+def naive_dtw(cost: np.ndarray) -> tuple[float, np.ndarray]:
+    """Reference DTW by the textbook double loop: (total cost, (L, 2) path from (0, 0) to (N-1, M-1)).
+
+    Steps (1,1), (1,0), (0,1); backtracking takes the predecessor of least accumulated cost,
+    preferring the diagonal, then the row above, then the column to the left.
+    """
     n, m = cost.shape
     total = np.full((n + 1, m + 1), np.inf)
     total[0, 0] = 0.0
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             total[i, j] = cost[i - 1, j - 1] + min(total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])
-    return total[n, m]
+    path = [(n - 1, m - 1)]
+    i, j = n, m
+    while (i, j) != (1, 1):
+        step = int(np.argmin((total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])))
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+        path.append((i - 1, j - 1))
+    return float(total[n, m]), np.asarray(path[::-1], dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("shape", [(6, 9), (12, 5), (1, 4), (7, 1), (1, 1), (30, 23)])
+def test_dtw_path_equals_the_naive_reference(shape, seed):
+    """librosa's DTW (dtw_path) gives the textbook recurrence's path and cost: on random costs, and
+    on small integer costs, where equal-cost predecessors are frequent and the tie order shows."""
+    rng = np.random.default_rng(seed)
+    for cost in (rng.random(shape), rng.integers(0, 3, shape).astype(np.float64)):
+        path = dtw_path(cost)
+        expected_total, expected_path = naive_dtw(cost)
+        np.testing.assert_array_equal(path, expected_path)
+        assert path.dtype == np.int64
+        assert cost[path[:, 0], path[:, 1]].sum() == pytest.approx(expected_total)
 
 
 @pytest.mark.parametrize("shape", [(6, 9), (12, 5), (1, 4), (7, 1)])
@@ -91,7 +116,7 @@ def test_dtw_path_is_monotonic_spans_both_sequences_and_has_minimum_cost(shape):
     assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (shape[0] - 1, shape[1] - 1)
     steps = np.diff(path, axis=0)
     assert np.all(steps >= 0) and np.all(steps.sum(axis=1) >= 1) and np.all(steps <= 1)
-    assert cost[path[:, 0], path[:, 1]].sum() == pytest.approx(naive_dtw_cost(cost))
+    assert cost[path[:, 0], path[:, 1]].sum() == pytest.approx(naive_dtw(cost)[0])
 
 
 def test_mcd_of_a_signal_with_itself_is_zero(voices):

@@ -113,36 +113,23 @@ def speech_frames(mcep: np.ndarray, power_db: np.ndarray, threshold_db: float = 
 
 # ----------------------------------------------------------------------------- DTW and MCD
 
+# DTW steps (rows, columns): diagonal, down a row, along a row. Between predecessors of equal
+# accumulated cost the first in this order wins.
+_DTW_STEPS = np.array([[1, 1], [1, 0], [0, 1]])
+
+
 def dtw_path(cost: np.ndarray) -> np.ndarray:
     """Minimum-cost monotonic alignment of a (N, M) cost matrix (steps (1,1), (1,0), (0,1)).
 
     Returns the path as a (L, 2) int array of (row, column) pairs from (0, 0) to (N-1, M-1).
-    Each row of the accumulated cost is computed in one vectorised pass: within a row,
-    D[i, j] = S[j] + min_{k<=j}(m[k] - S[k-1]) with S the running sum of cost[i] and
-    m[k] = min(D[i-1, k-1], D[i-1, k]).
+    The accumulated cost is D[i, j] = cost[i, j] + min(D[i-1, j-1], D[i-1, j], D[i, j-1])
+    (librosa.sequence.dtw, unweighted steps).
     """
+    import librosa
+
     cost = np.asarray(cost, dtype=np.float64)
-    n, m = cost.shape
-    total = np.empty((n, m))
-    total[0] = np.cumsum(cost[0])
-    for i in range(1, n):
-        above = total[i - 1]
-        best_entry = np.minimum(above, np.concatenate(([np.inf], above[:-1])))  # m[k]
-        running = np.cumsum(cost[i])
-        shifted = np.concatenate(([0.0], running[:-1]))  # S[k-1]
-        total[i] = running + np.minimum.accumulate(best_entry - shifted)
-    path = [(n - 1, m - 1)]
-    i, j = n - 1, m - 1
-    while i > 0 or j > 0:
-        if i == 0:
-            j -= 1
-        elif j == 0:
-            i -= 1
-        else:
-            step = int(np.argmin((total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])))
-            i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
-        path.append((i, j))
-    return np.asarray(path[::-1], dtype=np.int64)
+    _, path = librosa.sequence.dtw(C=cost, step_sizes_sigma=_DTW_STEPS)
+    return np.ascontiguousarray(path[::-1], dtype=np.int64)
 
 
 def mcd_frames(reference: np.ndarray, converted: np.ndarray) -> float:
