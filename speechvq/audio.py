@@ -7,7 +7,6 @@ Units: waveforms are float32 in [-1, 1] at `SAMPLE_RATE` hertz; one code frame i
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,25 +85,22 @@ def int16_to_float(wav: np.ndarray) -> np.ndarray:
 
 
 def mulaw_encode(wav: torch.Tensor, quantization_channels: int = MULAW_CHANNELS) -> torch.Tensor:
-    """μ-law companding and quantisation, as torchaudio.functional.mu_law_encoding.
+    """μ-law companding and quantisation (torchaudio.functional.mu_law_encoding) of `wav` clamped to [-1, 1].
 
-    wav: float tensor in [-1, 1], any shape. Returns int64 indices in [0, channels-1], same shape.
+    wav: float tensor, any shape (computed in float32). Returns int64 indices in
+    [0, channels-1], same shape.
     """
-    import torch
+    from torchaudio.functional import mu_law_encoding
 
-    mu = quantization_channels - 1.0
-    x = wav.float().clamp(-1.0, 1.0)
-    y = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
-    return ((y + 1) / 2 * mu + 0.5).to(torch.int64)
+    return mu_law_encoding(wav.float().clamp(-1.0, 1.0), quantization_channels)
 
 
 def mulaw_decode(indices: torch.Tensor, quantization_channels: int = MULAW_CHANNELS) -> torch.Tensor:
-    """Inverse of `mulaw_encode`: int indices in [0, channels-1] -> float32 in [-1, 1], same shape."""
-    import torch
+    """Inverse of `mulaw_encode` (torchaudio.functional.mu_law_decoding): int indices in
+    [0, channels-1] -> float32 in [-1, 1], same shape."""
+    from torchaudio.functional import mu_law_decoding
 
-    mu = quantization_channels - 1.0
-    y = indices.float() / mu * 2 - 1.0
-    return torch.sign(y) * (torch.exp(y.abs() * math.log1p(mu)) - 1.0) / mu
+    return mu_law_decoding(indices.float(), quantization_channels)
 
 
 def num_frames(num_samples: int) -> int:

@@ -46,12 +46,32 @@ def test_mulaw_round_trip_error_is_within_half_a_companded_step():
     assert (y - x).abs().max() > 0.01  # the quantisation is coarse near full scale, not a no-op
 
 
-def test_mulaw_matches_torchaudio_definition():
-    functional = pytest.importorskip("torchaudio.functional")
-    x = torch.linspace(-1, 1, 4001)
-    assert torch.equal(mulaw_encode(x), functional.mu_law_encoding(x, MULAW_CHANNELS))
-    codes = torch.arange(MULAW_CHANNELS)
-    assert torch.allclose(mulaw_decode(codes), functional.mu_law_decoding(codes, MULAW_CHANNELS), atol=1e-6)
+def _mulaw_formula(x: torch.Tensor) -> torch.Tensor:
+    """μ-law encoding written out (clamped to [-1, 1], in float32): the reference for `mulaw_encode`."""
+    mu = MULAW_CHANNELS - 1.0
+    x = x.float().clamp(-1.0, 1.0)
+    y = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+    return ((y + 1) / 2 * mu + 0.5).to(torch.int64)
+
+
+def _mulaw_inverse_formula(codes: torch.Tensor) -> torch.Tensor:
+    mu = MULAW_CHANNELS - 1.0
+    y = codes.float() / mu * 2 - 1.0
+    return torch.sign(y) * (torch.exp(y.abs() * math.log1p(mu)) - 1.0) / mu
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mulaw_equals_the_formula_bit_for_bit(dtype):
+    """Every 16-bit sample value, random values, the levels and their neighbours, out-of-range values."""
+    levels = _mulaw_inverse_formula(torch.arange(MULAW_CHANNELS))
+    noise = torch.rand(200_000, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.cat([torch.arange(-32768, 32768) / 32768.0, noise, levels, levels.nextafter(torch.tensor(2.0)),
+                   levels.nextafter(torch.tensor(-2.0)), torch.tensor([-5.0, -1.0, -0.0, 0.0, 1.0, 5.0])]).to(dtype)
+    assert torch.equal(mulaw_encode(x), _mulaw_formula(x))
+    for codes in (torch.arange(MULAW_CHANNELS), torch.arange(MULAW_CHANNELS, dtype=torch.int32),
+                  torch.arange(MULAW_CHANNELS, dtype=torch.float64)):
+        decoded = mulaw_decode(codes)
+        assert decoded.dtype == torch.float32 and torch.equal(decoded, _mulaw_inverse_formula(codes))
 
 
 def test_mulaw_range_and_dtype():
