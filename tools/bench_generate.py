@@ -22,7 +22,7 @@ import torch
 from speechvq.inference.generate import generate
 from speechvq.models.decoder import Decoder
 
-# Decoder shapes: reference = DESIGN.md's speed-comparison decoder; paper = the paper preset.
+# Decoder shapes: reference = the speed-comparison decoder of docs/architecture.md; paper = the paper preset.
 PRESETS = {
     "tiny": dict(residual_channels=32, gate_channels=64, skip_channels=64, layers=10, stacks=1,
                  cond_channels=32, speaker_dim=32),

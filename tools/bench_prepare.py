@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark `speechvq prepare`: how many seconds of audio it prepares per wall-clock second.
 
-    python tools/bench_prepare.py --corpus ../shared/corpora/vcc2016 --workers 2
+    python tools/bench_prepare.py --corpus path/to/vcc2016 --workers 2
 
 Prepares the corpus into a temporary folder (deleted afterwards) and prints name=value
 lines, the headline last: realtime_factor=<audio seconds prepared per wall second>.
