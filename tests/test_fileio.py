@@ -15,7 +15,7 @@ from speechvq.fileio import atomic_path, write_bytes_atomic, write_json_atomic, 
 
 @pytest.fixture
 def fsyncs(monkeypatch):
-    """Record every os.fsync as (inode, is_directory, whether `path` existed at that moment)."""
+    """Record every os.fsync as (inode, is_directory) of the file descriptor flushed."""
     calls = []
     real = os.fsync
 

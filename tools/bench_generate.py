@@ -10,6 +10,8 @@ Prints name=value lines; the last is the cached generator's `samples_per_second=
 
     python tools/bench_generate.py --batch 1 --threads 1 --samples 16000
     python tools/bench_generate.py --batch 8 --threads 2 --samples 16000 --device cuda
+    python tools/bench_generate.py --config reference,paper --output mulaw,mol --batch 1,16,256 \
+        --samples 1600 --device cuda --cuda-graph both     # one line per combination
 """
 
 from __future__ import annotations
@@ -48,33 +50,76 @@ def naive_generate(decoder: Decoder, z_q: torch.Tensor, speaker: torch.Tensor, s
     return wav
 
 
+def _list(text: str, kind=str, choices=None) -> list:
+    values = [kind(v) for v in text.split(",") if v.strip()]
+    if not values or (choices is not None and any(v not in choices for v in values)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list of {choices or kind.__name__}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=1, help="streams generated together")
+    parser.add_argument("--batch", default="1", help="streams generated together; a comma list runs each (1,16,256)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--samples", type=int, default=16000, help="samples per stream for the cached generator")
     parser.add_argument("--naive-samples", type=int, default=64,
-                        help="samples per stream for the naive generator (0: skip)")
-    parser.add_argument("--config", choices=sorted(PRESETS), default="reference", help="decoder shape")
-    parser.add_argument("--output", choices=["mulaw", "mol"], default="mulaw", help="output distribution")
+                        help="samples per stream for the naive generator (0: skip; single runs only)")
+    parser.add_argument("--config", default="reference",
+                        help=f"decoder shape ({', '.join(sorted(PRESETS))}); a comma list runs each")
+    parser.add_argument("--output", default="mulaw", help="output distribution (mulaw, mol); a comma list runs each")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-cuda-graph", action="store_true", help="on cuda, run the step eagerly")
+    parser.add_argument("--cuda-graph", choices=("on", "off", "both"), default=None,
+                        help="on cuda: with the CUDA graph, eagerly, or both (default on; --no-cuda-graph: off)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    batches = _list(args.batch, int)
+    configs = _list(args.config, str, sorted(PRESETS))
+    outputs = _list(args.output, str, ["mulaw", "mol"])
     device = torch.device(args.device)
-    decoder = Decoder(code_dim=64, num_speakers=8, output=args.output, **PRESETS[args.config]).to(device).eval()
-    frames = -(-args.samples // decoder.hop_length)
-    z_q = torch.randn(args.batch, 64, frames, device=device)
-    speaker = torch.arange(args.batch, device=device) % 8
-    graph = None if device.type != "cuda" else not args.no_cuda_graph
-
-    print(f"config={args.config}")
-    print(f"output={args.output}")
+    mode = args.cuda_graph or ("off" if args.no_cuda_graph else "on")
+    graphs = [None] if device.type != "cuda" else {"on": [True], "off": [False], "both": [True, False]}[mode]
+    torch.set_num_threads(args.threads)
+    runs = [(c, o, b, g) for c in configs for o in outputs for b in batches for g in graphs]
+    if len(runs) == 1:
+        single(args, device, *runs[0])
+        return
+    # Several runs: one line each, `<config>_<output>_b<batch>[_graph|_eager]_samples_per_second=<x>`.
     print(f"device={device.type}")
-    print(f"batch={args.batch}")
+    print(f"samples={args.samples}")
+    for config, output, batch, graph in runs:
+        decoder, z_q, speaker = build(args, device, config, output, batch)
+        rate = cached_rate(args, decoder, z_q, speaker, graph)
+        tag = "" if graph is None else ("_graph" if graph else "_eager")
+        print(f"{config}_{output}_b{batch}{tag}_samples_per_second={rate:.1f}", flush=True)
+
+
+def build(args, device: torch.device, config: str, output: str, batch: int):
+    """A random-weight decoder of preset `config` and random codes for `batch` streams."""
+    torch.manual_seed(args.seed)
+    decoder = Decoder(code_dim=64, num_speakers=8, output=output, **PRESETS[config]).to(device).eval()
+    frames = -(-args.samples // decoder.hop_length)
+    z_q = torch.randn(batch, 64, frames, device=device)
+    speaker = torch.arange(batch, device=device) % 8
+    return decoder, z_q, speaker
+
+
+def cached_rate(args, decoder: Decoder, z_q: torch.Tensor, speaker: torch.Tensor, graph: bool | None) -> float:
+    """Samples per second (all streams) of `generate`."""
+    batch = z_q.shape[0]
+    start = time.perf_counter()
+    generate(decoder, z_q, speaker, [args.samples] * batch, seed=args.seed, progress=False, use_cuda_graph=graph)
+    if z_q.device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * args.samples / (time.perf_counter() - start)
+
+
+def single(args, device: torch.device, config: str, output: str, batch: int, graph: bool | None) -> None:
+    decoder, z_q, speaker = build(args, device, config, output, batch)
+    print(f"config={config}")
+    print(f"output={output}")
+    print(f"device={device.type}")
+    print(f"batch={batch}")
     print(f"threads={args.threads}")
     print(f"receptive_field={decoder.receptive_field}")
     if device.type == "cuda":
@@ -86,21 +131,21 @@ def main() -> None:
             naive_generate(decoder, z_q, speaker, args.naive_samples, generator)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            naive = args.batch * args.naive_samples / (time.perf_counter() - start)
+            naive = batch * args.naive_samples / (time.perf_counter() - start)
         print(f"naive_samples={args.naive_samples}")
         print(f"naive_samples_per_second={naive:.1f}")
-    lengths = [args.samples] * args.batch
+    lengths = [args.samples] * batch
     start, cpu_start = time.perf_counter(), time.process_time()
     generate(decoder, z_q, speaker, lengths, seed=args.seed, progress=False, use_cuda_graph=graph)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    cached = args.batch * args.samples / seconds
+    cached = batch * args.samples / seconds
     print(f"samples={args.samples}")
     print(f"seconds={seconds:.3f}")
     # CPU time of this process: on a shared machine, wall time also counts other processes' work
     print(f"cpu_seconds={cpu_seconds:.3f}")
-    print(f"samples_per_cpu_second={args.batch * args.samples / cpu_seconds:.1f}")
+    print(f"samples_per_cpu_second={batch * args.samples / cpu_seconds:.1f}")
     print(f"real_time_factor={cached / 16000:.3f}")
     if args.naive_samples > 0:
         print(f"speedup_vs_naive={cached / naive:.1f}")
