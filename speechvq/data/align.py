@@ -54,18 +54,16 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
 class AlignmentFailure(Exception):
-    """One utterance could not be aligned; the message says why (one line)."""
+    """An utterance that could not be aligned: the reason (one line, the message) and, once
+    `align_corpus` knows them, the utterance's id and audio path and whether the audio itself
+    was unreadable (rather than the transcript or the search failing)."""
 
-
-@dataclass(frozen=True)
-class AlignFailure:
-    """An utterance that was not aligned: its id, audio path, the reason, and whether the
-    audio itself was unreadable (rather than the transcript or the search failing)."""
-
-    id: str
-    path: str
-    reason: str
-    unreadable_audio: bool
+    def __init__(self, reason: str, id: str = "", path: str = "", unreadable_audio: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.id = id
+        self.path = path
+        self.unreadable_audio = unreadable_audio
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class AlignSummary:
     aligned: int
     skipped: int
     untranscribed: int
-    failures: list[AlignFailure]
+    failures: list[AlignmentFailure]
 
     @property
     def total(self) -> int:
@@ -194,17 +192,17 @@ def output_path(utterance: SourceUtterance, src: Path, out: Path) -> Path:
     return (out / utterance.path.relative_to(src)).with_suffix(".TextGrid")
 
 
-def _align_job(job: tuple[SourceUtterance, Path, int]) -> AlignFailure | None:
+def _align_job(job: tuple[SourceUtterance, Path, int]) -> AlignmentFailure | None:
     """Align one utterance and write its TextGrid; returns the failure, or None on success."""
     utterance, target, seed = job
     try:
         wav = load_audio(utterance.path)
     except AudioError as exc:
-        return AlignFailure(utterance.id, str(utterance.path), str(exc), unreadable_audio=True)
+        return AlignmentFailure(str(exc), utterance.id, str(utterance.path), unreadable_audio=True)
     try:
         phones = align_utterance(wav, utterance.text or "", seed=seed)
     except AlignmentFailure as exc:
-        return AlignFailure(utterance.id, str(utterance.path), str(exc), unreadable_audio=False)
+        return AlignmentFailure(exc.reason, utterance.id, str(utterance.path), unreadable_audio=False)
     write_textgrid(target, phones, wav.size / SAMPLE_RATE)
     return None
 
@@ -227,7 +225,7 @@ def align_corpus(src: str | os.PathLike, out: str | os.PathLike, layout: str = "
         raise SpeechVQError(f"{src}: none of its {len(utterances)} utterances has a transcript")
     jobs = [(u, output_path(u, src, out), seed) for u in transcribed]
     todo = [job for job in jobs if not job[1].is_file()]
-    failures: list[AlignFailure] = []
+    failures: list[AlignmentFailure] = []
     if todo:
         load_dictionary()  # read once here so that forked workers share it
         processes = min(workers, len(todo))
