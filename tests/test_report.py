@@ -66,7 +66,7 @@ def make_fake_run(root: Path, with_tb: bool = True) -> Path:
     write_json_atomic(run / "probe" / "probe.json", {
         "many_to_one_accuracy": 0.42, "majority_baseline": 0.12, "pnmi": 0.3, "num_frames": 1000,
         "per_phone_f1": {"aa": 0.5, "sil": 0.9}})
-    from speechvq.analysis.report import _figure  # a real PNG, as the probe writes
+    from speechvq.analysis.report_figures import _figure  # a real PNG, as the probe writes
 
     fig = _figure(1, 1)
     fig.add_subplot(1, 1, 1).plot([0, 1])
@@ -321,3 +321,20 @@ def test_probe_codes_against_baselines(tmp_path):
     assert "<tr><td>mfcc kmeans</td><td>0.55</td><td>0.45</td><td>0.9</td><td>–</td><td>–</td></tr>" in table
     chart = [r for r in _parse(index).refs if "units_vs_baselines" in r]
     assert len(chart) == 1 and (index.parent / chart[0]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_texts_from_the_run_are_escaped(tmp_path):
+    """The template autoescapes: a transcript or probe key with markup shows as text, not as tags."""
+    import json
+
+    run = make_fake_run(tmp_path, with_tb=False)
+    manifest = run / "data" / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[0]["text"] = "a <script>tone</script> & 'quotes'"
+    write_jsonl_atomic(manifest, rows)
+    write_json_atomic(run / "probe" / "probe.json", {"many_to_one_accuracy": 0.4, "<i>key</i>": "x & y"})
+    index = build_report(run)
+    text = index.read_text(encoding="utf-8")
+    assert "script" not in _parse(index).tags and "i" not in _parse(index).tags
+    assert "a &lt;script&gt;tone&lt;/script&gt; &amp; &#39;quotes&#39;" in text
+    assert "<tr><th>&lt;i&gt;key&lt;/i&gt;</th><td>x &amp; y</td></tr>" in text

@@ -62,8 +62,7 @@ from speechvq.analysis.report_data import (
     table_columns,
     unit_comparison,
 )
-from speechvq.analysis.report_figures import (  # noqa: F401  (_figure: for tests)
-    _figure,
+from speechvq.analysis.report_figures import (
     code_usage_figure,
     curves_figure,
     f0_contour_figure,
