@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechvq.modules.wavenet import NumpyStepper, TorchStepper, WaveNet
+from speechvq.modules.wavenet import WaveNet
+from speechvq.modules.wavenet_stepper import NumpyStepper, TorchStepper
 from wavenet_testutils import HOP
 
 

@@ -19,7 +19,8 @@ from torch import nn
 from speechvq.errors import SpeechVQError
 from speechvq.modules.conv import ResStack1d
 from speechvq.modules.output import make_output
-from speechvq.modules.wavenet import NumpyStepper, TorchStepper, WaveNet
+from speechvq.modules.wavenet import WaveNet
+from speechvq.modules.wavenet_stepper import NumpyStepper, TorchStepper
 
 
 class Decoder(nn.Module):
