@@ -61,3 +61,34 @@ def test_npy_codes_round_trip_and_range_check(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"junk")
     with pytest.raises(DataError, match="bad.npy"):
         load_codes(tmp_path / "bad.npy", 512)
+
+
+def test_codes_directory_is_flushed_before_and_after_its_rename(tmp_path, monkeypatch):
+    """Every file and the temporary directory are fsynced before the rename, the parent after it."""
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def record(fd):
+        st = os.fstat(fd)
+        events.append(("fsync", st.st_ino, stat.S_ISDIR(st.st_mode)))
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", str(a), str(b)))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", record)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "codes"
+    write_corpus_codes(out, iter(_items(np.random.default_rng(3))), {"num_codes": 512})
+    renames = [i for i, e in enumerate(events) if e[0] == "replace" and e[2] == str(out)]
+    assert len(renames) == 1
+    before, after = events[: renames[0]], events[renames[0] + 1:]
+    files = {os.stat(p).st_ino for p in out.iterdir()}
+    assert {p.name for p in out.iterdir()} >= {"manifest.jsonl", "meta.json", "train.int16"}
+    assert files <= {ino for _, ino, is_dir in (e for e in before if e[0] == "fsync") if not is_dir}
+    assert ("fsync", os.stat(out).st_ino, True) in before  # its entries, before the rename
+    assert after == [("fsync", os.stat(tmp_path).st_ino, True)]  # the rename, after it

@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from speechvq.errors import DataError
-from speechvq.fileio import atomic_path, read_jsonl, write_json_atomic
+from speechvq.fileio import atomic_path, fsync_dir, fsync_file, read_jsonl, write_json_atomic
 
 SPLITS = ("train", "valid", "test")
 
@@ -93,7 +93,8 @@ def write_corpus_codes(out: str | os.PathLike, items: Iterable[tuple[dict, np.nd
 
     Everything is written into a temporary sibling directory that replaces `out` only when
     complete, so an interrupted run leaves no half-written codes directory behind (and the
-    temporary directory is removed).
+    temporary directory is removed). Its files and entries are flushed to the device before the
+    rename and the parent directory after it, so this also holds after a power loss.
     """
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -119,13 +120,17 @@ def write_corpus_codes(out: str | os.PathLike, items: Iterable[tuple[dict, np.nd
         with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(asdict(row)) + "\n")
-        write_json_atomic(tmp / "meta.json", meta)
+        write_json_atomic(tmp / "meta.json", meta, fsync=False)
+        for path in sorted(tmp.iterdir()):
+            fsync_file(path)
+        fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    fsync_dir(out.parent)
     return CodesCorpus(out)
 
 

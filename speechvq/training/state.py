@@ -1,7 +1,8 @@
 """The state of a run outside the model: random-number generators and the checkpoint directory.
 
 RNG states are stored as tensors and plain lists only, so checkpoints are read with
-``weights_only=True``. Run directory layout of checkpoints (`CheckpointDir`)::
+``weights_only=True``. Of the CUDA generators only the one of the device a process trains on is
+saved, so a run resumes on a machine with fewer (or other) visible GPUs. Run directory layout of checkpoints (`CheckpointDir`)::
 
     RUN/checkpoints/step_NNNNNNN.pt      every trainer.checkpoint_every steps (the last keep_last kept)
     RUN/checkpoints/last.pt              the latest checkpoint (resumed from by default)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,8 +26,9 @@ from speechvq.fileio import atomic_path
 STEP_FILE = re.compile(r"^step_(\d{7,})\.pt$")
 
 
-def rng_state() -> dict:
-    """Python, NumPy, torch CPU and (if present) CUDA generator states as checkpoint-safe values."""
+def rng_state(device: torch.device | str | None = None) -> dict:
+    """Python, NumPy, torch CPU and, when `device` is a CUDA device, its generator's states as
+    checkpoint-safe values (``cuda``: that device's state alone, a ByteTensor)."""
     np_state = np.random.get_state()
     state = {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
@@ -37,13 +40,29 @@ def rng_state() -> dict:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    cuda = _cuda_device(device)
+    if cuda is not None:
+        state["cuda"] = torch.cuda.get_rng_state(cuda)
     return state
 
 
-def set_rng_state(state: Mapping) -> None:
-    """Restore what `rng_state` returned."""
+def _cuda_device(device: torch.device | str | None) -> torch.device | None:
+    """`device` as a CUDA device with an index (None for CPU, None, or without CUDA)."""
+    if device is None or not torch.cuda.is_available():
+        return None
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def set_rng_state(state: Mapping, device: torch.device | str | None = None) -> None:
+    """Restore what `rng_state` returned; the CUDA state goes to `device` (when it is a CUDA device).
+
+    Checkpoints of older versions stored every visible device's state (a list): the entry of
+    `device`'s index is taken, and a missing one is skipped with a warning (that generator
+    keeps its seeded state).
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
@@ -57,8 +76,27 @@ def set_rng_state(state: Mapping) -> None:
         )
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = _cuda_device(device)
+    saved = state.get("cuda")
+    if cuda is None or saved is None:
+        return
+    if isinstance(saved, (list, tuple)):  # every device's state (older checkpoints)
+        if cuda.index >= len(saved):
+            warnings.warn(f"the checkpoint holds no RNG state for {cuda} (it saved {len(saved)} device(s)): "
+                          "that generator is not restored", UserWarning, stacklevel=2)
+            return
+        saved = saved[cuda.index]
+    torch.cuda.set_rng_state(saved, cuda)
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: Mapping | None) -> bool:
+    """Load a GradScaler `state` unless it is empty (a bf16/fp32 run saves its disabled scaler as
+    ``{}``, which an enabled scaler refuses): an fp16 run resumed from such a checkpoint starts
+    with a fresh scale. True if loaded."""
+    if not state:
+        return False
+    scaler.load_state_dict(dict(state))
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -105,8 +143,9 @@ class CheckpointDir:
 
     @staticmethod
     def _link(source: Path, target: Path) -> None:
-        """Make `target` a hard link to `source` atomically (a copy where links are not supported)."""
-        with atomic_path(target) as tmp:
+        """Make `target` a hard link to `source` atomically (a copy where links are not supported);
+        fsynced like the checkpoint itself."""
+        with atomic_path(target, fsync=True) as tmp:
             tmp = Path(tmp)
             tmp.unlink(missing_ok=True)
             try:

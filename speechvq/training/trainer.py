@@ -41,7 +41,7 @@ from speechvq.models.loading import load_state_strict
 from speechvq.training.distributed import DistContext, barrier, setup_distributed
 from speechvq.training.logging import RunLogger
 from speechvq.training.schedule import BatchSchedule, LRSchedule
-from speechvq.training.state import CheckpointDir, rng_state, set_rng_state
+from speechvq.training.state import CheckpointDir, load_scaler_state, rng_state, set_rng_state
 
 LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, Mapping[str, Any]]]
 """loss_fn(wrapped_model, batch) -> (loss scalar, {name: scalar metric, a tensor or a number})."""
@@ -200,7 +200,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_state(self.ctx.device),
         }
         if self.checkpoint_extras is not None:
             payload.update(self.checkpoint_extras(unwrap_model(self.model)))
@@ -227,8 +227,8 @@ class Trainer:
         load_state_strict(unwrap_model(self.model), payload["model"], str(self.checkpoints.last))
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
-        set_rng_state(payload["rng"])
+        load_scaler_state(self.scaler, payload.get("scaler"))
+        set_rng_state(payload["rng"], self.ctx.device)
         self.step = int(payload["step"])
         self.skipped_updates = int(payload.get("skipped_updates", 0))
         self.best_value = float(payload.get("best_value", math.inf))
