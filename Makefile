@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.speechvq-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo system-deps browser-deps clean
+.PHONY: install test lint demo system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ browser-deps:
 
 test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
 
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" recipes/vctk/run.sh --demo --out exp/demo

@@ -14,10 +14,9 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vqvae_testutils import micro_overrides  # noqa: E402
-
 from speechvq.config import compose  # noqa: E402
 from speechvq.training.vqvae import train  # noqa: E402
+from vqvae_testutils import micro_overrides  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from speechvq.analysis.abx import (
-    ITEM_FILE_HEADER, TriphoneItem, abx_error_rates, abx_table, one_hot, select_items, triphone_items,
+    ITEM_FILE_HEADER,
+    TriphoneItem,
+    abx_error_rates,
+    abx_table,
+    one_hot,
+    select_items,
+    triphone_items,
     write_item_file,
 )
 from speechvq.data.alignments import Phone

@@ -13,13 +13,20 @@ from speechvq.audio import load_audio
 from speechvq.cli import main
 from speechvq.data import synth
 from speechvq.data.align import (
-    FAILURES_FILE, AlignmentFailure, align_corpus, align_utterance, boundary_report, compare_alignments,
-    compare_corpus, load_dictionary, transcript_words,
+    FAILURES_FILE,
+    AlignmentFailure,
+    align_corpus,
+    align_utterance,
+    boundary_report,
+    compare_alignments,
+    compare_corpus,
+    load_dictionary,
+    transcript_words,
 )
 from speechvq.data.alignments import Phone, read_alignment, write_textgrid
-from speechvq.errors import SpeechVQError
 from speechvq.data.corpus import list_corpus
 from speechvq.data.phones import ARPABET, SILENCE
+from speechvq.errors import SpeechVQError
 
 # Measured on 6 voices x 40 utterances (seed 0), before the half-window shift: 240/240 aligned,
 # mean boundary error 20.5 ms, 96% of espeak's phones matched. With the shift, on 6 voices x 8

@@ -18,9 +18,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_report import make_fake_run
 
 from speechvq.analysis.report import build_report
-from test_report import make_fake_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -18,8 +18,14 @@ from speechvq.checkpoint import save_checkpoint
 from speechvq.cli import main
 from speechvq.config import compose
 from speechvq.errors import SpeechVQError
-from speechvq.inference.codec import (CodingPrior, compress_codes, decompress_codes, read_header, units_hash,
-                                      weights_hash)
+from speechvq.inference.codec import (
+    CodingPrior,
+    compress_codes,
+    decompress_codes,
+    read_header,
+    units_hash,
+    weights_hash,
+)
 from speechvq.models.builders import build_prior
 from speechvq.models.prior import Prior
 from speechvq.training.vqvae import train

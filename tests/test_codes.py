@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from speechvq.errors import DataError
 from speechvq.data.codes import CodesCorpus, load_codes, save_codes, write_corpus_codes
+from speechvq.errors import DataError
 
 
 def _items(rng):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from speechvq.errors import SpeechVQError
-from speechvq.inference.convert import Job, _merge_conversions, collect_inputs, plan_jobs
 from speechvq.fileio import read_jsonl
+from speechvq.inference.convert import Job, _merge_conversions, collect_inputs, plan_jobs
 
 
 def _touch(path: Path) -> Path:

@@ -16,8 +16,8 @@ from speechvq.audio import num_frames
 from speechvq.checkpoint import load_checkpoint, save_checkpoint
 from speechvq.cli import main
 from speechvq.config import compose
-from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.codes import CodesCorpus, write_corpus_codes
+from speechvq.data.dataset import PreparedCorpus
 from speechvq.models.builders import build_vqvae
 from speechvq.models.loading import load_prior
 from speechvq.models.prior import Prior, unigram_entropy_bits

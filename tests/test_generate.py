@@ -153,7 +153,8 @@ def test_audio_does_not_depend_on_when_the_batch_is_compacted(monkeypatch, outpu
     selects = []
     for engine in (gen._NumpyMuLawEngine, gen._TorchEngine):
         real = engine.select
-        monkeypatch.setattr(engine, "select", lambda self, rows, real=real: (selects.append(len(rows)), real(self, rows)))
+        monkeypatch.setattr(engine, "select",
+                            lambda self, rows, real=real: (selects.append(len(rows)), real(self, rows)))
     real_policy = gen.should_compact
     monkeypatch.setattr(gen, "should_compact", lambda live, fraction: policy == "half" and real_policy(live, 0.5))
     audio = generate(dec, z_q, speaker, lengths, seed=7, progress=False)

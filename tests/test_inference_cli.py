@@ -12,8 +12,8 @@ import soundfile as sf
 import speechvq
 from speechvq.cli import main
 from speechvq.config import compose
-from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.codes import CodesCorpus
+from speechvq.data.dataset import PreparedCorpus
 from speechvq.training.vqvae import train
 from vqvae_testutils import micro_overrides, write_prepared_corpus
 

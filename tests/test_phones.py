@@ -6,8 +6,15 @@ import pytest
 
 from speechvq.data.alignments import Phone
 from speechvq.data.phones import (
-    ARPABET, ESPEAK_TO_ARPABET, SILENCE, TIMIT_39, TIMIT_61, detect_phone_set, load_phone_map,
-    normalize_alignment, normalize_phone,
+    ARPABET,
+    ESPEAK_TO_ARPABET,
+    SILENCE,
+    TIMIT_39,
+    TIMIT_61,
+    detect_phone_set,
+    load_phone_map,
+    normalize_alignment,
+    normalize_phone,
 )
 from speechvq.errors import DataError
 

@@ -1,7 +1,7 @@
 import json
+import multiprocessing
 import os
 import signal
-import multiprocessing
 import time
 from pathlib import Path
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_report import make_fake_run
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "vctk"

@@ -12,8 +12,8 @@ import pytest
 from speechvq.analysis import report
 from speechvq.analysis.report import build_report, f0_contour_figure, headline_figures, read_scalars
 from speechvq.audio import save_wav
-from speechvq.fileio import write_json_atomic, write_jsonl_atomic
 from speechvq.data.codes import write_corpus_codes
+from speechvq.fileio import write_json_atomic, write_jsonl_atomic
 
 
 class _Refs(html.parser.HTMLParser):
@@ -56,7 +56,8 @@ def make_fake_run(root: Path, with_tb: bool = True) -> Path:
     rec = run / "convert" / "reconstructions"
     reconstructed = _tone(rec / "A_u1_to_A.wav", 225.0)
     write_jsonl_atomic(rec / "conversions.jsonl", [
-        {"source": str(sources["A"]), "source_speaker": "A", "utterance": "u1", "target_speaker": "A", "output": "A_u1_to_A.wav"}])
+        {"source": str(sources["A"]), "source_speaker": "A", "utterance": "u1", "target_speaker": "A",
+         "output": "A_u1_to_A.wav"}])
     _tone(run / "prior" / "samples" / "B.wav", 440.0)
     write_json_atomic(run / "prior" / "evaluate.json", {"prior_bits_per_code": 5.1, "unigram_bits_per_code": 7.9,
                                                          "bitrate_bits_per_second": 1275.0})
@@ -72,7 +73,8 @@ def make_fake_run(root: Path, with_tb: bool = True) -> Path:
     fig.add_subplot(1, 1, 1).plot([0, 1])
     fig.savefig(run / "probe" / "confusion.png")
     write_json_atomic(run / "score" / "conversions.json", {
-        "conversions": [{"output": str(converted), "target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": True,
+        "conversions": [{"output": str(converted), "target_similarity": 0.8, "source_similarity": 0.6,
+                         "closer_to_target": True,
                          "mcd_db": 6.25, "code_agreement": 0.5, "voiced_retention": 0.9, "f0_error_cents": None,
                          "flatness_ratio": 1.5, "f0_closer_to_target": True}],
         "pairs": {"A->B": {"target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": 1.0,
@@ -177,16 +179,19 @@ def test_headline_figures(tmp_path):
 def test_headline_figures_of_old_score_files(tmp_path):
     """Score files written before the voicing metrics: their lines read "–"; no config, no decoder line."""
     run = make_fake_run(tmp_path, with_tb=False)
-    old = {"target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": 1.0, "mcd_db": 5.0, "code_agreement": 0.5}
+    old = {"target_similarity": 0.8, "source_similarity": 0.6, "closer_to_target": 1.0, "mcd_db": 5.0,
+           "code_agreement": 0.5}
     for name in ("conversions", "reconstructions"):
         write_json_atomic(run / "score" / f"{name}.json", {"conversions": [], "pairs": {}, "overall": old})
-    write_json_atomic(run / "score" / "real.json", {"conversions": [], "overall": {"target_similarity": 0.9}, "real": True})
+    write_json_atomic(run / "score" / "real.json",
+                      {"conversions": [], "overall": {"target_similarity": 0.9}, "real": True})
     (run / "vqvae" / "config.yaml").unlink()
     figures = headline_figures(run)
     labels = [label for label, _ in figures]
     assert "decoder" not in labels
     values = dict(figures)
-    for label in ("voicing kept", "F0 error", "flatness ratio", "F0 closer to target", "closer to target (real recordings)"):
+    for label in ("voicing kept", "F0 error", "flatness ratio", "F0 closer to target",
+                  "closer to target (real recordings)"):
         assert values[label] == "–", label
     assert values["conversion MCD"] == "5.00 dB"
     text = build_report(run).read_text(encoding="utf-8")

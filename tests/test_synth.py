@@ -13,7 +13,13 @@ from speechvq.data.alignments import Phone, read_alignment
 from speechvq.data.corpus import list_corpus
 from speechvq.data.phones import ESPEAK_TO_ARPABET, SILENCE, normalize_phone
 from speechvq.data.synth import (
-    ESPEAK_SAMPLE_RATE, MAX_VOICES, VOICES, events_to_phones, sentences, synthesize_corpus, utterance_ids,
+    ESPEAK_SAMPLE_RATE,
+    MAX_VOICES,
+    VOICES,
+    events_to_phones,
+    sentences,
+    synthesize_corpus,
+    utterance_ids,
 )
 from speechvq.errors import SpeechVQError
 

@@ -37,12 +37,23 @@ import torch
 from tqdm.auto import tqdm
 
 from speechvq.analysis.abx import DEFAULT_MAX_ITEMS, abx_table, one_hot, select_items, triphone_items
-from speechvq.analysis.baselines import DEFAULT_MAX_KMEANS_FRAMES, DEFAULT_NUM_CLUSTERS, FEATURE_KINDS, \
-    fit_kmeans, frame_features
+from speechvq.analysis.baselines import (
+    DEFAULT_MAX_KMEANS_FRAMES,
+    DEFAULT_NUM_CLUSTERS,
+    FEATURE_KINDS,
+    fit_kmeans,
+    frame_features,
+)
 from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
 from speechvq.analysis.speaker_info import leave_one_out_speaker_accuracy
-from speechvq.analysis.unit_measures import code_to_label_map, contingency_table, majority_baseline, \
-    many_to_one_accuracy, pnmi, unit_phone_measures
+from speechvq.analysis.unit_measures import (
+    code_to_label_map,
+    contingency_table,
+    majority_baseline,
+    many_to_one_accuracy,
+    pnmi,
+    unit_phone_measures,
+)
 from speechvq.audio import HOP_LENGTH, SAMPLE_RATE
 from speechvq.data.alignments import Phone, frame_labels
 from speechvq.data.phones import SILENCE, normalize_alignment
@@ -322,7 +333,8 @@ def run_probe(
     """Probe the codes (and encoder outputs) of `vqvae` with the phone alignments of `corpus`.
 
     vqvae: a VQVAE in eval mode (``encode_continuous``, ``quantizer.encode``, ``quantized``,
-    ``num_codes``, ``hop_length``, ``sample_rate``). corpus: a `PreparedCorpus` with alignments. The train split's labelled
+    ``num_codes``, ``hop_length``, ``sample_rate``). corpus: a `PreparedCorpus` with alignments.
+    The train split's labelled
     frames fit the mappings and probes; the test split's are scored. With
     `speaker_disjoint`, phone measures are fitted on the train frames of some speakers and
     scored on the test frames of the others: the speakers that have no train utterances

@@ -183,7 +183,8 @@ def _samples_section(run: Path, assets: _Assets, max_utterances: int, notes: lis
         stem = utt.id or f"{utt.speaker}_{utt.key}"
         cards = [_audio_card(assets, utt.source, f"original ({utt.speaker})", stem + "_original")]
         if utt.reconstruction is not None:
-            cards.append(_audio_card(assets, utt.reconstruction, f"reconstruction ({utt.speaker})", stem + "_reconstruction",
+            cards.append(_audio_card(assets, utt.reconstruction, f"reconstruction ({utt.speaker})",
+                                     stem + "_reconstruction",
                                      score_caption(scores.get(utt.reconstruction.resolve()))))
         for target in sorted(utt.conversions):
             output = utt.conversions[target]

@@ -301,7 +301,8 @@ def score_caption(row: dict | None) -> str | None:
         return None
     parts = []
     if row.get("target_similarity") is not None:
-        parts.append(f"similarity to target {fmt(row['target_similarity'])} / source {fmt(row.get('source_similarity'))}")
+        parts.append(f"similarity to target {fmt(row['target_similarity'])} "
+                     f"/ source {fmt(row.get('source_similarity'))}")
     if row.get("mcd_db") is not None:
         parts.append(f"MCD {row['mcd_db']:.2f} dB")
     if row.get("code_agreement") is not None:

@@ -10,7 +10,8 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
   where target = source);
 * ``mcd_db``: mel-cepstral distortion (DTW) against the target speaker's real recording of
   the same utterance key (unless both have transcripts and they differ), else (VCTK) of the
-  same normalised transcript; null where the corpus has none. For a reconstruction this is the source recording itself, so scoring a
+  same normalised transcript; null where the corpus has none. For a reconstruction this is the
+  source recording itself, so scoring a
   reconstruction directory gives the reconstruction MCD;
 * ``code_agreement``: share of frames whose code in the output equals the source's (only
   with a VQ-VAE; null otherwise);
@@ -285,7 +286,8 @@ def score_conversions(
                 row["code_agreement"] = share_equal(codes, encode_codes(vqvae, source_wav, device))
                 entry = index.source_entry(conv)
                 if probe is not None and entry is not None and entry.alignment is not None:
-                    labels = phone_frame_labels(read_alignment(entry.alignment), len(source_wav), probe.get("phone_map"))
+                    labels = phone_frame_labels(read_alignment(entry.alignment), len(source_wav),
+                                                probe.get("phone_map"))
                     row["phone_agreement"] = phone_agreement(codes, probe["code_to_phone"], labels)
             row.update(_voicing_metrics(conv, pitch, flatness, log_f0_means))
         except SpeechVQError as exc:

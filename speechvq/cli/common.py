@@ -24,7 +24,8 @@ def add_compute_arguments(parser: argparse.ArgumentParser, device: bool = True) 
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the WaveNet generation options of decode, convert and reconstruct: --batch, --temperature, --argmax, --quiet."""
+    """Add the WaveNet generation options of decode, convert and reconstruct:
+    --batch, --temperature, --argmax, --quiet."""
     parser.add_argument("--batch", type=int, default=8, help="utterances generated together (default 8)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     parser.add_argument("--argmax", action="store_true", help="take the most likely sample instead of sampling")

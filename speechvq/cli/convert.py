@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
-                                 setup_compute)
+from speechvq.cli.common import (
+    add_compute_arguments,
+    add_generation_arguments,
+    check_generation_arguments,
+    setup_compute,
+)
 from speechvq.f0 import F0_MAPPINGS
 
 DESCRIPTION = """Voice conversion: encode each source utterance to codes, decode them with the target

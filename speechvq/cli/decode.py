@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
-                                 refuse_stem_clash, setup_compute)
+from speechvq.cli.common import (
+    add_compute_arguments,
+    add_generation_arguments,
+    check_generation_arguments,
+    refuse_stem_clash,
+    setup_compute,
+)
 
 DESCRIPTION = """Decode .npy code files (from `speechvq encode`) with a speaker's identity.
 Outputs OUT/<stem>_to_<speaker>.wav (16 kHz, 16-bit). The source-filter decoder takes its F0

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import (add_compute_arguments, add_generation_arguments, check_generation_arguments,
-                                 refuse_stem_clash, setup_compute)
+from speechvq.cli.common import (
+    add_compute_arguments,
+    add_generation_arguments,
+    check_generation_arguments,
+    refuse_stem_clash,
+    setup_compute,
+)
 from speechvq.cli.compress import add_codec_arguments
 
 DESCRIPTION = """Decompress .svq files (from `speechvq compress`): range-decode the exact codes with the

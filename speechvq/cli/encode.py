@@ -24,8 +24,8 @@ def _encode_corpus(model, data: str, out: str, progress: bool) -> None:
     from tqdm import tqdm
 
     from speechvq.audio import CODES_PER_SECOND
-    from speechvq.data.dataset import PreparedCorpus, iter_utterances
     from speechvq.data.codes import write_corpus_codes
+    from speechvq.data.dataset import PreparedCorpus, iter_utterances
 
     corpus = PreparedCorpus(data)
     utterances = corpus.utterances()
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from speechvq.audio import load_audio
-    from speechvq.errors import AudioError, SpeechVQError
     from speechvq.data.codes import save_codes
+    from speechvq.errors import AudioError, SpeechVQError
     from speechvq.inference.convert import collect_inputs, report_failures
     from speechvq.inference.pipeline import SpeechVQ
 

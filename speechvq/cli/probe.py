@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-probe-frames", type=int, default=DEFAULT_MAX_PROBE_FRAMES,
                         help=f"training frames per linear probe (random subset; default {DEFAULT_MAX_PROBE_FRAMES})")
     parser.add_argument("--max-abx-items", type=int, default=DEFAULT_MAX_ITEMS,
-                        help=f"ABX triphone items at most (whole contexts drawn with --seed; default {DEFAULT_MAX_ITEMS})")
+                        help="ABX triphone items at most (whole contexts drawn with --seed; "
+                             f"default {DEFAULT_MAX_ITEMS})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compute_arguments(parser)
 

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=1, help="number of samples drawn together (default 1)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="prior sampling temperature (default 1.0; 0 = most likely code)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample each code among the k most likely (default: all)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample each code among the k most likely (default: all)")
     parser.add_argument("--decoder-temperature", type=float, default=1.0,
                         help="WaveNet sampling temperature (default 1.0; 0 = most likely sample)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                     "Prints the corpus root as the last line.")
     parser.add_argument("--out", required=True, type=Path, help="folder for the archive and the extracted corpus")
     parser.add_argument("--url", default=VCTK_URL, help="archive URL (default: the official DataShare address)")
-    parser.add_argument("--sha256", default=None, help="expected SHA-256 (default: the published one for the default URL)")
+    parser.add_argument("--sha256", default=None,
+                        help="expected SHA-256 (default: the published one for the default URL)")
     parser.add_argument("--md5", default=None, help="expected MD5, used when no SHA-256 is given")
     parser.add_argument("--retries", type=int, default=3, help="resumes within one run after a dropped connection")
     parser.add_argument("--delete-archive", action="store_true", help="delete the zip after a complete extraction")

@@ -106,7 +106,8 @@ def run_jobs(
 
     With the source-filter decoder each source's F0 is extracted once and mapped onto each
     target's statistics (reconstructions keep it as it is); `pitch_shift` semitones overrides
-    the mapping for conversions; `f0_mapping` chooses the mapping (`SpeechVQ.conversion_f0`). Returns (rows written to conversions.jsonl, failures as
+    the mapping for conversions; `f0_mapping` chooses the mapping (`SpeechVQ.conversion_f0`).
+    Returns (rows written to conversions.jsonl, failures as
     (source, reason)). Unknown target speakers are refused before any work; unreadable sources
     are skipped and reported.
     """

@@ -279,7 +279,8 @@ class Prior(nn.Module):
             token = torch.tensor([code], dtype=torch.long, device=device)
 
     @staticmethod
-    def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    def _draw(logits: torch.Tensor, temperature: float, top_k: int | None,
+              generator: torch.Generator | None) -> torch.Tensor:
         """(B, K) logits -> (B,) codes: argmax at temperature 0, else a draw from softmax(logits / T)."""
         logits = logits.float()
         if temperature == 0:

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from speechvq.audio import SAMPLE_RATE
 from speechvq.errors import SpeechVQError

@@ -1,1 +1,2 @@
-"""Config-free building blocks: conv stacks, the WaveNet (teacher-forced and cached step-by-step), output distributions."""
+"""Config-free building blocks: conv stacks, the WaveNet (teacher-forced and cached step-by-step),
+output distributions."""

@@ -12,6 +12,7 @@ for all layers. Its cached step-by-step evaluation is `speechvq.modules.wavenet_
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

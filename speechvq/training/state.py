@@ -2,7 +2,8 @@
 
 RNG states are stored as tensors and plain lists only, so checkpoints are read with
 ``weights_only=True``. Of the CUDA generators only the one of the device a process trains on is
-saved, so a run resumes on a machine with fewer (or other) visible GPUs. Run directory layout of checkpoints (`CheckpointDir`)::
+saved, so a run resumes on a machine with fewer (or other) visible GPUs. Run directory layout of
+checkpoints (`CheckpointDir`)::
 
     RUN/checkpoints/step_NNNNNNN.pt      every trainer.checkpoint_every steps (the last keep_last kept)
     RUN/checkpoints/last.pt              the latest checkpoint (resumed from by default)

@@ -173,7 +173,8 @@ def cmd_headline(run: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    commands = {"shell": (cmd_shell, (2, 2)), "pairs": (cmd_pairs, (4, 4)), "has-alignments": (cmd_has_alignments, (2, 2)),
+    commands = {"shell": (cmd_shell, (2, 2)), "pairs": (cmd_pairs, (4, 4)),
+                "has-alignments": (cmd_has_alignments, (2, 2)),
                 "speakers": (cmd_speakers, (3, 3)),
                 "headline": (cmd_headline, (2, 2))}
     if not argv or argv[0] not in commands or not commands[argv[0]][1][0] <= len(argv) <= commands[argv[0]][1][1]:
