@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,22 @@ def compose_config(config_name: str, overrides: list[str], example: str):
         return compose(config_name, overrides)
     except Exception as exc:  # hydra's composition errors: unknown group option, bad override syntax
         raise SpeechVQError(f"config: {str(exc).splitlines()[0]}") from None
+
+
+def run_training(args: argparse.Namespace, config_name: str, example: str, train) -> int:
+    """Body of `train` and `train-prior`: compose the config (or print it with --print-config),
+    call `train(cfg)` and print its one summary line (rank 0 only under torchrun)."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(config_name, args.overrides, example)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        valid = " ".join(f"{k}={v:.4g}" for k, v in result.valid.items())
+        print(f"trained to step {result.step} ({result.skipped_updates} updates skipped) {valid}".rstrip())
+    return 0
 
 
 def refuse_stem_clash(paths: list, what: str, suffix: str) -> None:

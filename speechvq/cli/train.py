@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from speechvq.cli.common import add_override_arguments, compose_config
+from speechvq.cli.common import add_override_arguments, run_training
 from speechvq.config import config_dir
 
 
@@ -53,16 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    cfg = compose_config("train", args.overrides, "run_dir=RUN data.prepared=DIR")
-    if args.print_config:
-        print(OmegaConf.to_yaml(cfg))
-        return 0
     from speechvq.training.vqvae import train
 
-    result = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary line
-        valid = " ".join(f"{k}={v:.4g}" for k, v in result.valid.items())
-        print(f"trained to step {result.step} ({result.skipped_updates} updates skipped) {valid}".rstrip())
-    return 0
+    return run_training(args, "train", "run_dir=RUN data.prepared=DIR", train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechvq.cli.common import add_override_arguments, compose_config
+from speechvq.cli.common import add_override_arguments, run_training
 from speechvq.config import config_dir
 
 
@@ -42,15 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    cfg = compose_config("train_prior", args.overrides, "run_dir=RUN codes=DIR")
-    if args.print_config:
-        print(OmegaConf.to_yaml(cfg))
-        return 0
     from speechvq.training.train_prior import train_prior
 
-    result = train_prior(cfg)
-    valid = " ".join(f"{k}={v:.4g}" for k, v in result.valid.items())
-    print(f"trained to step {result.step} ({result.skipped_updates} updates skipped) {valid}".rstrip())
-    return 0
+    return run_training(args, "train_prior", "run_dir=RUN codes=DIR", train_prior)
