@@ -83,3 +83,35 @@ def test_single_process_initialises_nothing(fake_cuda, monkeypatch):
     ctx = distributed.setup_distributed("auto")
     assert ctx.device == torch.device("cuda", 0) and not ctx.distributed
     assert fake_cuda["init"] == []
+
+
+def _gathering(monkeypatch, steps):
+    """dist.all_gather that returns `steps` (one per rank) whatever each rank sends."""
+    def all_gather(out, tensor):
+        assert tensor.dtype == torch.int64 and tensor.shape == (1,)
+        for slot, step in zip(out, steps):
+            slot.fill_(step)
+
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+
+
+def test_ranks_resumed_at_the_same_step_go_on(monkeypatch):
+    _gathering(monkeypatch, [30, 30])
+    ctx = distributed.DistContext(1, 1, 2, torch.device("cpu"))
+    distributed.check_same_step(ctx, 30)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_ranks_resumed_at_different_steps_fail_fast_in_one_line(monkeypatch, rank):
+    """Without a shared run_dir rank 1 finds no last.pt and would start at 0 while rank 0 resumes at 30:
+    every rank gets the same error instead of hanging in a collective."""
+    _gathering(monkeypatch, [30, 0])
+    ctx = distributed.DistContext(rank, rank, 2, torch.device("cpu"))
+    with pytest.raises(SpeechVQError, match=r"rank 0 at step 30; rank 1 at step 0.*shared") as info:
+        distributed.check_same_step(ctx, 30 if rank == 0 else 0, "RUN/checkpoints/last.pt")
+    assert "\n" not in str(info.value) and "RUN/checkpoints/last.pt" in str(info.value)
+
+
+def test_one_process_checks_nothing(monkeypatch):
+    monkeypatch.setattr(dist, "all_gather", lambda *args: pytest.fail("no collective in one process"))
+    distributed.check_same_step(distributed.DistContext(0, 0, 1, torch.device("cpu")), 12)

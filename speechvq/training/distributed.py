@@ -109,3 +109,24 @@ def barrier(ctx: DistContext) -> None:
     """Wait for every rank (no-op in a single process)."""
     if ctx.distributed:
         dist.barrier()
+
+
+def check_same_step(ctx: DistContext, step: int, source: str = "checkpoints/last.pt") -> None:
+    """Fail fast, on every rank alike, unless every rank is at rank 0's `step` (no-op in one process).
+
+    Each rank resumes from its own view of `source`; ranks that do not share the run directory
+    (rank 0 alone writes checkpoints) or see different files would start at different steps and
+    then wait forever in mismatched collectives. One all_gather, then the same one-line
+    SpeechVQError everywhere.
+    """
+    if not ctx.distributed:
+        return
+    mine = torch.tensor([int(step)], dtype=torch.int64, device=ctx.device)
+    gathered = [torch.zeros_like(mine) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, mine)
+    steps = [int(t) for t in gathered]  # once, before the first training step
+    if any(s != steps[0] for s in steps):
+        others = ", ".join(f"rank {r} at step {s}" for r, s in enumerate(steps) if s != steps[0])
+        raise SpeechVQError(f"ranks would resume from different steps (rank 0 at step {steps[0]}; {others}): "
+                            f"every rank must see the same {source}; put run_dir on a file system shared "
+                            "by all ranks (rank 0 alone writes checkpoints)")

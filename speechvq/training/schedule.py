@@ -7,14 +7,15 @@ Data order (`BatchSchedule`) is a pure function of (seed, step): epoch e is a pe
 the dataset drawn from a generator seeded with (seed, e), cut into global batches of
 ``batch_size * world_size`` items of which each rank takes its slice. With the checkpointed
 states (`speechvq.training.state`) this makes a resumed run read exactly the batches of an
-uninterrupted one.
+uninterrupted one. `ScheduleBatchSampler` walks that order across epochs for a single
+DataLoader of the whole run (its items are ``(epoch, index)`` pairs; `EpochDataset` reads them).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -112,3 +113,38 @@ class BatchSchedule:
     def locate(self, step: int) -> tuple[int, int]:
         """(epoch, position within the epoch) of global step `step`."""
         return divmod(step, self.steps_per_epoch)
+
+
+class ScheduleBatchSampler:
+    """A DataLoader batch sampler of the whole run: this rank's batches from global step `start_step`
+    on, epoch after epoch, without end (the trainer stops at max_steps). A batch is a list of
+    ``(epoch, index)`` pairs, so that one DataLoader (and one set of worker processes) serves
+    every epoch while each item still knows its epoch (see `EpochDataset`)."""
+
+    def __init__(self, schedule: BatchSchedule, start_step: int = 0) -> None:
+        self.schedule = schedule
+        self.start_step = int(start_step)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, position = self.schedule.locate(self.start_step)
+        while True:
+            for batch in self.schedule.epoch_batches(epoch)[position:]:
+                yield [(epoch, index) for index in batch]
+            epoch, position = epoch + 1, 0
+
+
+class EpochDataset:
+    """Items ``(epoch, index)`` of ``dataset_factory(epoch)[index]``: the factory is called again
+    when the epoch changes (in the process that reads, a DataLoader worker or the main process),
+    so per-epoch datasets (``set_epoch``) work with one DataLoader for the whole run."""
+
+    def __init__(self, dataset_factory: Callable[[int], "torch.utils.data.Dataset"]) -> None:
+        self.dataset_factory = dataset_factory
+        self.epoch: int | None = None
+        self.dataset = None
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if epoch != self.epoch:
+            self.dataset, self.epoch = self.dataset_factory(epoch), epoch
+        return self.dataset[index]

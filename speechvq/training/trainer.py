@@ -38,9 +38,9 @@ from speechvq.checkpoint import load_checkpoint, unwrap_model
 from speechvq.errors import CheckpointError, SpeechVQError
 from speechvq.fileio import write_text_atomic
 from speechvq.models.loading import load_state_strict
-from speechvq.training.distributed import DistContext, barrier, setup_distributed
+from speechvq.training.distributed import DistContext, barrier, check_same_step, setup_distributed
 from speechvq.training.logging import RunLogger
-from speechvq.training.schedule import BatchSchedule, LRSchedule
+from speechvq.training.schedule import BatchSchedule, EpochDataset, LRSchedule, ScheduleBatchSampler
 from speechvq.training.state import CheckpointDir, load_scaler_state, rng_state, set_rng_state
 
 LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, Mapping[str, Any]]]
@@ -55,6 +55,21 @@ class TrainResult:
     step: int
     skipped_updates: int
     valid: dict[str, float] = field(default_factory=dict)
+
+
+def set_math_modes(precision: str, cudnn_benchmark: bool = False) -> None:
+    """Set torch's process-wide float32 math modes from the config (CUDA; settable on any build).
+
+    TF32 (10-bit mantissa) matmuls and cuDNN convolutions are allowed only with
+    ``trainer.precision=tf32``; with every other choice the float32 operations (all of them
+    with fp32, the output head and the quantizer's distances under bf16/fp16 autocast) run in
+    IEEE float32, so codes match a CPU run. ``trainer.cudnn_benchmark`` lets cuDNN time its
+    convolution algorithms (faster for fixed shapes; run-to-run nondeterministic).
+    """
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -79,7 +94,9 @@ class Trainer:
         loss_fn: ``loss_fn(wrapped_model, batch) -> (loss scalar, {name: scalar metric})``; the
             metrics are averaged over ``log_every`` steps and logged under ``train/``.
         dataset_factory: ``epoch -> map-style Dataset`` of training items (may return the same one;
-            its length must not change between epochs).
+            its length must not change between epochs). Called for each new epoch by the process
+            that reads the items (each DataLoader worker, or the main process), under one
+            DataLoader for the whole run.
         collate_fn: list of items -> batch (tensors, or dicts/lists of tensors, moved to the device).
         trainer_cfg: the ``trainer`` config node (``configs/trainer/default.yaml``).
         run_dir: the run directory.
@@ -140,6 +157,7 @@ class Trainer:
 
         self.model = model.to(self.ctx.device)
         self.precision = self._precision()
+        set_math_modes(str(self.cfg.get("precision", "auto")), bool(self.cfg.get("cudnn_benchmark", False)))
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=float(self.cfg.lr),
@@ -164,7 +182,7 @@ class Trainer:
         cuda = self.ctx.device.type == "cuda"
         if choice == "auto":
             return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
-        if choice == "fp32":
+        if choice in ("fp32", "tf32"):
             return None
         if choice == "bf16":
             return torch.bfloat16
@@ -172,7 +190,7 @@ class Trainer:
             if not cuda:
                 raise SpeechVQError("trainer.precision=fp16 needs CUDA (use bf16 or fp32 on CPU)")
             return torch.float16
-        raise SpeechVQError(f"trainer.precision={choice!r}: choose auto, fp32, bf16 or fp16")
+        raise SpeechVQError(f"trainer.precision={choice!r}: choose auto, fp32, tf32, bf16 or fp16")
 
     def _wrapped(self) -> nn.Module:
         """The module the loss function calls: optionally compiled, DDP-wrapped under torchrun."""
@@ -236,21 +254,20 @@ class Trainer:
         return True
 
     def _batches(self, schedule: BatchSchedule) -> Iterator[Any]:
-        """Batches from the current step on, forever (a DataLoader per epoch)."""
-        epoch, position = schedule.locate(self.step)
-        while True:
-            dataset = self.dataset_factory(epoch)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            loader = torch.utils.data.DataLoader(
-                dataset,
-                batch_sampler=schedule.epoch_batches(epoch)[position:],
-                collate_fn=self.collate_fn,
-                num_workers=self.num_workers,
-                generator=generator,
-                pin_memory=self.ctx.device.type == "cuda",
-            )
-            yield from loader
-            epoch, position = epoch + 1, 0
+        """Batches from the current step on, forever: one DataLoader (one set of workers) for the run.
+
+        `ScheduleBatchSampler` walks the schedule across epochs and `EpochDataset` asks the
+        dataset factory for each new epoch's dataset, so the order is that of `BatchSchedule`.
+        """
+        loader = torch.utils.data.DataLoader(
+            EpochDataset(self.dataset_factory),
+            batch_sampler=ScheduleBatchSampler(schedule, self.step),
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.step),
+            pin_memory=self.ctx.device.type == "cuda",
+        )
+        return iter(loader)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -261,6 +278,7 @@ class Trainer:
             resumed_from = self.step
         else:
             resumed_from = None
+        check_same_step(ctx, self.step, str(self.checkpoints.last))  # ranks without a shared run_dir: fail fast
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.config)))
