@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import write_raw_textgrid
 
-from speechvq.analysis.probe import linear_probe, phone_frame_labels, run_probe, split_speakers
+from speechvq.analysis.linear_probe import linear_probe
+from speechvq.analysis.probe import phone_frame_labels, run_probe, split_speakers
 from speechvq.analysis.probe_plots import plot_confusion, plot_cooccurrence
 from speechvq.analysis.unit_measures import (
     code_to_label_map,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from speechvq.analysis.abx import DEFAULT_MAX_ITEMS
-from speechvq.analysis.probe import DEFAULT_MAX_PROBE_FRAMES, run_probe
+from speechvq.analysis.linear_probe import DEFAULT_MAX_PROBE_FRAMES
+from speechvq.analysis.probe import run_probe
 from speechvq.cli.common import add_compute_arguments, setup_compute
 from speechvq.data.dataset import PreparedCorpus
 from speechvq.data.phones import load_phone_map
