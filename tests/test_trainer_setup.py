@@ -1,5 +1,5 @@
 """Trainer set-up that decides what runs on a GPU: float32 math modes (TF32 only when asked for), one
-DataLoader for the whole run in schedule order."""
+DataLoader for the whole run in schedule order, no host read in a training step."""
 
 from __future__ import annotations
 
@@ -114,3 +114,51 @@ def test_the_schedule_sampler_starts_anywhere_and_crosses_epochs():
     assert full == [[(e, i) for i in batch] for e in range(3) for batch in schedule.epoch_batches(e)]
     assert [b for _, b in zip(range(3), ScheduleBatchSampler(schedule, 3))] == full[3:]  # from mid-epoch 1
 
+
+HOST_READS = ("item", "tolist", "nonzero", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Count every read of a tensor's values on the host (a device sync on a GPU), by caller."""
+    calls = []
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, _name=name, **kwargs):
+            import sys
+
+            frame = sys._getframe(1)
+            calls.append((_name, frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_lineno))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "ema"])
+def test_a_training_forward_and_backward_reads_nothing_on_the_host(host_reads, quantizer):
+    """The VQ-VAE's training step (k-means done, restarts every step) never waits for the device: the
+    quantizer's restarts and usage stay on it, the speaker check is left to the data pipeline."""
+    from vqvae_testutils import MICRO_MODEL
+
+    from speechvq.models.builders import build_vqvae
+    from speechvq.training.vqvae import vqvae_loss
+
+    cfg = compose("train", ["run_dir=R", "data.prepared=P", f"quantizer={quantizer}", *MICRO_MODEL,
+                            "model.quantizer.kmeans_init=true", "model.quantizer.restart_after_steps=1"])
+    torch.manual_seed(0)
+    model = build_vqvae(cfg.model, num_speakers=2).train()
+    batch = {"audio": torch.rand(2, 1024) * 0.2 - 0.1, "speaker": torch.tensor([0, 1])}
+    vqvae_loss(model, batch)[0].backward()  # the first forward: k-means (reads once whether it has run)
+    host_reads.clear()
+    restarts = int(model.quantizer.restart_count)
+    host_reads.clear()
+    for _ in range(3):
+        loss, metrics = vqvae_loss(model, batch)
+        loss.backward()
+    assert host_reads == []
+    assert int(model.quantizer.restart_count) > restarts  # restarts did happen, on the device
+    model.eval()
+    with pytest.raises(SpeechVQError, match="speaker index out of range"):
+        model(batch["audio"], torch.tensor([0, 2]))  # outside training the indices are checked

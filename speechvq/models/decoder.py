@@ -101,11 +101,19 @@ class Decoder(nn.Module):
         return x if symbols.dim() == 1 else x.transpose(1, 2)
 
     def conditioning(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z_q (B, D, F) code vectors, speaker (B,) int64 -> (local (B, Cc, F), global (B, speaker_dim))."""
+        """z_q (B, D, F) code vectors, speaker (B,) int64 -> (local (B, Cc, F), global (B, speaker_dim)).
+
+        Speaker indices outside the embedding are a SpeechVQError outside training mode (the check
+        reads them on the host; a training step must not wait for the device: its indices come
+        from the data pipeline, which knows only the training speakers).
+        """
         if speaker.dim() != 1 or speaker.shape[0] != z_q.shape[0]:
             raise SpeechVQError(f"speaker must have shape ({z_q.shape[0]},), got {tuple(speaker.shape)}")
-        if speaker.numel() and (int(speaker.min()) < 0 or int(speaker.max()) >= self.num_speakers):
-            raise SpeechVQError(f"speaker index out of range 0..{self.num_speakers - 1}: {speaker.tolist()}")
+        if not self.training:
+            # The range check reads the indices: on a GPU a training step would wait for the device,
+            # so training relies on the data pipeline (SegmentDataset maps known speakers only).
+            if speaker.numel() and (int(speaker.min()) < 0 or int(speaker.max()) >= self.num_speakers):
+                raise SpeechVQError(f"speaker index out of range 0..{self.num_speakers - 1}: {speaker.tolist()}")
         return self.cond_stack(self.cond_in(z_q)), self.speaker_embedding(speaker)
 
     def forward(self, wav: torch.Tensor, z_q: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,13 @@ to z_e: the gradient arriving at the quantized output, unchanged). Shared behavi
 - Optional k-means initialisation: on the first training forward the codebook is set by a
   few Lloyd iterations over that batch's encoder outputs.
 - Dead-code restarts: a code that no vector of `restart_after_steps` consecutive training
-  forwards was assigned to is moved onto a random encoder output of the current batch.
+  forwards was assigned to is moved onto a random encoder output of the current batch
+  (distinct outputs for distinct codes when the batch has at least K vectors).
+- No device-to-host read in a training forward (on a GPU the step never waits for the
+  device): dead codes are restarted by masks, not by a list of indices, and whether k-means
+  has run is read from the device once and then remembered on the host. The k-means
+  initialisation and the state updates (in-place writes of buffers, collectives) are excluded
+  from ``torch.compile`` (`torch.compiler.disable`); the distances and losses are compiled.
 - Usage: `perplexity` and `used_codes` of each batch in the result (`codebook_usage`); buffers
   `unused_steps` (training forwards since each code was last used), `code_usage`
   (assignments counted over training) and `restart_count` (codes restarted so far).
@@ -172,6 +178,17 @@ class _Quantizer(nn.Module):
         self.register_buffer("unused_steps", torch.zeros(self.num_codes, dtype=torch.int64))
         self.register_buffer("code_usage", torch.zeros(self.num_codes, dtype=torch.int64))
         self.register_buffer("restart_count", torch.zeros((), dtype=torch.int64))
+        self._known_initialized = False  # host copy of `initialized` once it is True (no per-step read)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_initialized = False  # the loaded buffer may say otherwise: read it again
+
+    def _is_initialized(self) -> bool:
+        """Whether k-means has run (read from the device until it has, then remembered)."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
 
     def extra_repr(self) -> str:
         return (
@@ -210,7 +227,7 @@ class _Quantizer(nn.Module):
         batch, _, frames = z_e.shape
         update = self.training
         with torch.autocast(device_type=z_e.device.type, enabled=False):
-            if update and self.kmeans_init and not bool(self.initialized):
+            if update and self.kmeans_init and not self._is_initialized():
                 self._kmeans_initialize(flat)
             codes = nearest_codes(flat, self.codebook.detach().float())  # (N,)
             counts, sums = self._statistics(flat, codes, training=update)
@@ -220,10 +237,7 @@ class _Quantizer(nn.Module):
             quantized = z_q.detach() + (z_e - z_e.detach())
             usage = codebook_usage(counts)
             if update:
-                with torch.no_grad():
-                    if sums is not None:
-                        self._update_codebook(counts, sums)
-                    self._track_usage_and_restart(counts, flat)
+                self._update_state(counts, sums, flat)
         return VQResult(
             quantized=quantized,
             codes=codes.view(batch, frames),
@@ -254,36 +268,49 @@ class _Quantizer(nn.Module):
             dist.all_reduce(stats)
         return stats[:, self.dim], stats[:, : self.dim]
 
+    @torch.compiler.disable
     @torch.no_grad()
     def _kmeans_initialize(self, flat: torch.Tensor) -> None:
         """Set the codebook to k-means centroids of this batch (all ranks' vectors; rank 0's result)."""
         vectors = _gather_rows(flat)
         centroids = kmeans(vectors, self.num_codes, self.kmeans_iters)
-        self._set_codes(torch.arange(self.num_codes, device=flat.device), _broadcast_from_rank0(centroids))
+        everything = torch.ones(self.num_codes, dtype=torch.bool, device=flat.device)
+        self._set_codes(everything, _broadcast_from_rank0(centroids))
         self.initialized.fill_(True)
+        self._known_initialized = True
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _update_state(self, counts: torch.Tensor, sums: torch.Tensor | None, flat: torch.Tensor) -> None:
+        """A training forward's state changes: the EMA update (`sums` given), usage and restarts."""
+        if sums is not None:
+            self._update_codebook(counts, sums)
+        self._track_usage_and_restart(counts, flat)
 
     def _track_usage_and_restart(self, counts: torch.Tensor, flat: torch.Tensor) -> None:
-        """Advance the usage buffers with this step's counts (K,) and restart codes unused for too long."""
+        """Advance the usage buffers with this step's counts (K,) and restart codes unused for too long.
+
+        Without reading the device: every code gets a candidate row of `flat` (distinct rows
+        when there are at least K), and the dead codes (a mask) take theirs.
+        """
         used = counts > 0
         self.code_usage += counts.long()
         self.unused_steps.add_(1).masked_fill_(used, 0)
         if not self.restart_after_steps:
             return
-        dead = (self.unused_steps >= self.restart_after_steps).nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return
+        dead = self.unused_steps >= self.restart_after_steps  # (K,) bool
         num = flat.shape[0]
-        if num >= dead.numel():
-            rows = torch.randperm(num, device=flat.device)[: dead.numel()]
+        if num >= self.num_codes:
+            rows = torch.randperm(num, device=flat.device)[: self.num_codes]
         else:
-            rows = torch.randint(num, (dead.numel(),), device=flat.device)
+            rows = torch.randint(num, (self.num_codes,), device=flat.device)
         self._set_codes(dead, _broadcast_from_rank0(flat[rows].contiguous()))
-        self.unused_steps[dead] = 0
-        self.restart_count += dead.numel()
+        self.unused_steps.masked_fill_(dead, 0)
+        self.restart_count += dead.sum()
 
-    def _set_codes(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Overwrite codebook rows `index` (M,) with `vectors` (M, D) float32."""
-        self.codebook.data[index] = vectors.to(self.codebook.dtype)
+    def _set_codes(self, mask: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Overwrite the codebook rows where `mask` (K,) bool is True with those of `vectors` (K, D) float32."""
+        self.codebook.data.copy_(torch.where(mask[:, None], vectors.to(self.codebook.dtype), self.codebook.data))
 
     def _losses(
         self, z_e: torch.Tensor, z_q: torch.Tensor
@@ -393,7 +420,7 @@ class EMAVectorQuantizer(_Quantizer):
         smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
         self.codebook.copy_(self.ema_sum / smoothed[:, None])
 
-    def _set_codes(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
-        super()._set_codes(index, vectors)
-        self.ema_count[index] = 1.0
-        self.ema_sum[index] = vectors.to(self.ema_sum.dtype)
+    def _set_codes(self, mask: torch.Tensor, vectors: torch.Tensor) -> None:
+        super()._set_codes(mask, vectors)
+        self.ema_count.masked_fill_(mask, 1.0)
+        self.ema_sum.copy_(torch.where(mask[:, None], vectors.to(self.ema_sum.dtype), self.ema_sum))
