@@ -60,10 +60,9 @@ def test_resume_on_cuda_ends_where_the_uninterrupted_run_does(full_run, prepared
 def test_a_training_step_does_not_wait_for_the_device():
     """The forward of a training step (quantizer restarts and usage, speaker check) reads nothing back.
     (The backward is left out: torch's own embedding backward reads a segment count.)"""
-    from vqvae_testutils import MICRO_MODEL
-
     from speechvq.models.builders import build_vqvae
     from speechvq.training.vqvae import vqvae_loss
+    from vqvae_testutils import MICRO_MODEL
 
     cfg = compose("train", ["run_dir=R", "data.prepared=P", "quantizer=ema", *MICRO_MODEL,
                             "model.quantizer.kmeans_init=true", "model.quantizer.restart_after_steps=1"])

@@ -140,10 +140,9 @@ def host_reads(monkeypatch):
 def test_a_training_forward_and_backward_reads_nothing_on_the_host(host_reads, quantizer):
     """The VQ-VAE's training step (k-means done, restarts every step) never waits for the device: the
     quantizer's restarts and usage stay on it, the speaker check is left to the data pipeline."""
-    from vqvae_testutils import MICRO_MODEL
-
     from speechvq.models.builders import build_vqvae
     from speechvq.training.vqvae import vqvae_loss
+    from vqvae_testutils import MICRO_MODEL
 
     cfg = compose("train", ["run_dir=R", "data.prepared=P", f"quantizer={quantizer}", *MICRO_MODEL,
                             "model.quantizer.kmeans_init=true", "model.quantizer.restart_after_steps=1"])
