@@ -95,14 +95,15 @@ def units_figure(rows: dict[str, dict]):
 
 def code_usage_figure(counts: dict[str, np.ndarray]):
     """Code frequencies sorted by rank (log scale), one line per split, with its used codes and perplexity."""
+    from speechvq.quantization.usage import codebook_usage
+
     fig = _figure(7.0, 2.6)
     ax = fig.add_subplot(1, 1, 1)
     for split, c in counts.items():
         freq = np.sort(c)[::-1] / max(1, c.sum())
-        used = int((c > 0).sum())
-        entropy = -np.sum(freq[freq > 0] * np.log2(freq[freq > 0]))
+        usage = codebook_usage(c)
         ax.semilogy(np.arange(1, len(freq) + 1), np.where(freq > 0, freq, np.nan),
-                    label=f"{split}: {used} used, perplexity {2 ** entropy:.0f}")
+                    label=f"{split}: {int(usage.used_codes)} used, perplexity {float(usage.perplexity):.0f}")
     ax.set_xlabel("code rank")
     ax.set_ylabel("frequency")
     ax.legend(fontsize=8)
