@@ -6,6 +6,8 @@ also offered as fixtures of the same name for tests that prefer injection.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,21 @@ def write_raw_textgrid(path, intervals: dict[str, list[tuple[float, float, str]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Record every os.fsync as (inode, is_directory) of the file descriptor flushed (and still flush it)."""
+    calls = []
+    real = os.fsync
+
+    def record(fd):
+        st = os.fstat(fd)
+        calls.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return calls
 
 
 @pytest.fixture(name="make_wav")

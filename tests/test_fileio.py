@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 import torch
@@ -11,21 +10,6 @@ import torch
 from speechvq import fileio
 from speechvq.checkpoint import save_checkpoint
 from speechvq.fileio import atomic_path, write_bytes_atomic, write_json_atomic, write_jsonl_atomic, write_text_atomic
-
-
-@pytest.fixture
-def fsyncs(monkeypatch):
-    """Record every os.fsync as (inode, is_directory) of the file descriptor flushed."""
-    calls = []
-    real = os.fsync
-
-    def fake(fd):
-        st = os.fstat(fd)
-        calls.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fake)
-    return calls
 
 
 def _expected(path):

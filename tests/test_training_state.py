@@ -4,7 +4,6 @@ GPUs), an empty GradScaler state skipped, last.pt fsynced."""
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 import torch
@@ -85,16 +84,8 @@ def test_an_empty_scaler_state_is_skipped():
     assert enabled.state_dict()["scale"] == 8.0
 
 
-def test_last_pt_is_fsynced(tmp_path, monkeypatch):
-    flushed = []
-    real = os.fsync
-
-    def record(fd):
-        st = os.fstat(fd)
-        flushed.append((st.st_ino, stat.S_ISDIR(st.st_mode)))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
+def test_last_pt_is_fsynced(tmp_path, fsyncs):
+    flushed = fsyncs
     checkpoints = CheckpointDir(tmp_path, keep_last=2)
     step = checkpoints.save({"kind": "vqvae", "model": {}}, 5)
     assert checkpoints.last.read_bytes() == step.read_bytes()
