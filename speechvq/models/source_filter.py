@@ -8,6 +8,13 @@ multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN)::
          local conditioning z_q (B, D, F) -> conv stack -> x64, global = speaker embedding--> (B, 1, 64 F)
 
 The excitation gives the output its pitch; the codes and the speaker shape the spectrum.
+With ``envelope_harmonics > 0`` a frame-rate head (DDSP, Engel et al. 2020) also predicts, from
+the conditioning stack and the speaker, the amplitude of each harmonic and a noise filter; their
+harmonic-plus-noise synthesis is one more input channel of the WaveNet and is added to its
+output, so the spectral envelope is set at frame rate and the WaveNet learns the residual::
+
+    (z_q stack, speaker) --HarmonicNoiseHead--> sum_k a_k sin(k phi) + filtered noise = e (B, 64 F)
+    output = e + WaveNet([excitation, e])
 A small F0 predictor (its own conv stack on the detached code vectors and its own speaker
 embedding, so it never changes what the codes learn) gives a contour when none is known, for
 `decode` from codes and for prior samples.
@@ -22,6 +29,7 @@ from torch import nn
 from speechvq.errors import SpeechVQError
 from speechvq.modules.conv import ResStack1d
 from speechvq.modules.excitation import harmonic_excitation
+from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
 from speechvq.modules.stft_loss import MultiResolutionSTFTLoss
 from speechvq.modules.wavenet import WaveNet
 
@@ -42,6 +50,9 @@ class SourceFilterDecoder(nn.Module):
         hop_length: samples per code frame (64).
         sample_rate: hertz (16000).
         f0_loss_weight: weight of the F0 predictor's loss in `loss`.
+        envelope_harmonics: K, harmonics whose amplitudes the frame-rate head predicts (0: no head).
+        envelope_noise_bins: N, bins of its noise filter (n_fft = 2 (N - 1)).
+        envelope_channels: width of its hidden convolutions.
     """
 
     autoregressive = False
@@ -63,6 +74,9 @@ class SourceFilterDecoder(nn.Module):
         hop_length: int = 64,
         sample_rate: int = 16000,
         f0_loss_weight: float = 1.0,
+        envelope_harmonics: int = 0,
+        envelope_noise_bins: int = 65,
+        envelope_channels: int = 64,
     ) -> None:
         super().__init__()
         if num_speakers < 1 or speaker_dim < 1:
@@ -80,7 +94,16 @@ class SourceFilterDecoder(nn.Module):
         self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim)
         self.cond_in = nn.Conv1d(code_dim, cond_channels, 3, padding=1)
         self.cond_stack = ResStack1d(cond_channels, cond_channels, cond_layers - 1)
-        self.source_in = nn.Conv1d(harmonics + 1, residual_channels, 1)
+        if envelope_harmonics < 0:
+            raise SpeechVQError(f"decoder envelope_harmonics must be >= 0, got {envelope_harmonics}")
+        self.envelope = None
+        if envelope_harmonics > 0:
+            try:
+                self.envelope = HarmonicNoiseHead(cond_channels + speaker_dim, envelope_channels, envelope_harmonics,
+                                                  envelope_noise_bins)
+            except ValueError as exc:
+                raise SpeechVQError(f"decoder: {exc}") from None
+        self.source_in = nn.Conv1d(harmonics + 1 + (self.envelope is not None), residual_channels, 1)
         try:
             self.wavenet = WaveNet(
                 residual_channels, gate_channels, skip_channels, 1, layers, stacks,
@@ -118,8 +141,14 @@ class SourceFilterDecoder(nn.Module):
         source = harmonic_excitation(f0, self.hop_length, self.sample_rate, self.harmonics,
                                      initial_phase=initial_phase, generator=generator)
         local = self.cond_stack(self.cond_in(z_q))
-        out = self.wavenet(self.source_in(source), local, self.speaker_embedding(speaker), self.hop_length)
-        return out[:, 0]
+        voice = self.speaker_embedding(speaker)
+        if self.envelope is None:
+            return self.wavenet(self.source_in(source), local, voice, self.hop_length)[:, 0]
+        amplitudes, noise = self.envelope(torch.cat([local, voice[:, :, None].expand(-1, -1, local.shape[-1])], 1))
+        envelope = (harmonic_synth(f0, amplitudes, self.hop_length, self.sample_rate, initial_phase)
+                    + filtered_noise(noise, self.hop_length, generator))
+        source = torch.cat([source, envelope[:, None]], dim=1)
+        return envelope + self.wavenet(self.source_in(source), local, voice, self.hop_length)[:, 0]
 
     def f0_outputs(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log F0 in log-hertz (B, F), voicing logit (B, F)) predicted from detached z_q and the speaker."""

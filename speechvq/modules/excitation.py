@@ -36,6 +36,20 @@ def upsample_f0(f0: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]
     return smooth * mask, mask
 
 
+def excitation_phase(f0: torch.Tensor, hop: int, sample_rate: int,
+                     initial_phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-rate F0 (B, F) hertz -> (sample-rate F0 (B, F*hop) hertz, voiced mask (B, F*hop),
+    phase of the fundamental (B, F*hop) radians, continuous across frames, from `initial_phase` (B,))."""
+    if f0.dim() != 2:
+        raise ValueError(f"f0 must have shape (B, F), got {tuple(f0.shape)}")
+    sample_f0, mask = upsample_f0(f0.float(), hop)
+    cycles = torch.cumsum(sample_f0.double() / sample_rate, dim=-1)
+    phase = 2.0 * math.pi * torch.frac(cycles).float()
+    if initial_phase is not None:
+        phase = phase + initial_phase.float()[:, None]
+    return sample_f0, mask, phase
+
+
 def harmonic_excitation(
     f0: torch.Tensor,
     hop: int,
@@ -51,14 +65,7 @@ def harmonic_excitation(
     everywhere (the filter decides where to use it). `initial_phase` (B,) radians, default 0;
     `generator` seeds the noise.
     """
-    if f0.dim() != 2:
-        raise ValueError(f"f0 must have shape (B, F), got {tuple(f0.shape)}")
-    f0 = f0.float()
-    sample_f0, mask = upsample_f0(f0, hop)
-    cycles = torch.cumsum(sample_f0.double() / sample_rate, dim=-1)
-    phase = 2.0 * math.pi * torch.frac(cycles).float()
-    if initial_phase is not None:
-        phase = phase + initial_phase.float()[:, None]
+    sample_f0, mask, phase = excitation_phase(f0, hop, sample_rate, initial_phase)
     k = torch.arange(1, harmonics + 1, device=f0.device, dtype=torch.float32)[None, :, None]
     below_nyquist = (k * sample_f0[:, None]) < (sample_rate / 2)
     sines = torch.sin(k * phase[:, None]) * (mask[:, None] & below_nyquist)

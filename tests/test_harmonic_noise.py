@@ -1,0 +1,89 @@
+"""Harmonic-plus-noise synthesis (DDSP) and the source-filter decoder's envelope head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speechvq.models.source_filter import SourceFilterDecoder
+from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
+
+HOP, SR = 64, 16000
+
+
+def _peak_hz(x: torch.Tensor) -> float:
+    spectrum = np.abs(np.fft.rfft(x.numpy() * np.hanning(x.shape[-1])))
+    return float(np.argmax(spectrum)) * SR / x.shape[-1]
+
+
+@pytest.mark.parametrize("f0_hz,k", [(100.0, 1), (125.0, 3), (250.0, 7)])
+def test_one_harmonic_sounds_at_k_times_f0_with_its_amplitude(f0_hz, k):
+    frames = 100
+    amplitudes = torch.zeros(1, 8, frames)
+    amplitudes[0, k - 1] = 0.4
+    out = harmonic_synth(torch.full((1, frames), f0_hz), amplitudes, HOP, SR)
+    assert out.shape == (1, frames * HOP)
+    assert _peak_hz(out[0]) == pytest.approx(k * f0_hz, abs=SR / (frames * HOP) + 1)
+    assert float(out.abs().max()) == pytest.approx(0.4, rel=0.01)
+
+
+def test_harmonics_are_silent_when_unvoiced_and_above_nyquist():
+    f0 = torch.full((2, 30), 3000.0)
+    f0[0, 10:20] = 0.0
+    amplitudes = torch.zeros(2, 4, 30)
+    amplitudes[:, 2:] = 1.0                               # 9 and 12 kHz: above 8 kHz
+    assert torch.all(harmonic_synth(f0, amplitudes, HOP, SR) == 0)
+    amplitudes[:, 0] = 1.0                                # 3 kHz sounds, but not in unvoiced frames
+    out = harmonic_synth(f0, amplitudes, HOP, SR)
+    assert torch.all(out[0, 10 * HOP + HOP: 20 * HOP - HOP] == 0)
+    assert float(out[1, 10 * HOP: 20 * HOP].abs().max()) > 0.9
+
+
+@pytest.mark.parametrize("cut", [8, 20, 40])
+def test_filtered_noise_keeps_the_passband_only(cut):
+    bins, frames = 65, 200
+    magnitudes = torch.zeros(1, bins, frames)
+    magnitudes[:, :cut] = 1.0
+    out = filtered_noise(magnitudes, HOP, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, frames * HOP)
+    power = np.abs(np.fft.rfft(out[0].numpy())) ** 2
+    edge = int(cut / (bins - 1) * power.shape[0])
+    margin = power.shape[0] // 16
+    assert power[: edge - margin].mean() > 100 * power[edge + margin:].mean()
+    assert torch.all(filtered_noise(torch.zeros(1, bins, frames), HOP) == 0)
+
+
+def test_head_amplitudes_are_positive_and_sum_to_a_loudness():
+    head = HarmonicNoiseHead(12, channels=16, harmonics=10, noise_bins=33)
+    amplitudes, noise = head(torch.randn(3, 12, 25))
+    assert amplitudes.shape == (3, 10, 25) and noise.shape == (3, 33, 25)
+    assert torch.all(amplitudes > 0) and torch.all(noise > 0)
+    assert torch.all(amplitudes.sum(1) <= 2.0 + 1e-5) and torch.all(noise <= 2.0 + 1e-5)
+
+
+def test_decoder_with_envelope_keeps_64_samples_per_frame_and_trains_the_head():
+    torch.manual_seed(0)
+    decoder = SourceFilterDecoder(code_dim=8, num_speakers=3, speaker_dim=4, cond_channels=8, residual_channels=8,
+                                  gate_channels=16, skip_channels=8, layers=4, envelope_harmonics=16,
+                                  envelope_noise_bins=65, envelope_channels=16)
+    for frames in (1, 7, 33):
+        out = decoder(torch.randn(2, 8, frames), torch.tensor([0, 2]), torch.full((2, frames), 150.0))
+        assert out.shape == (2, HOP * frames) and torch.all(torch.isfinite(out))
+    wav = torch.randn(2, 2048) * 0.1
+    terms = decoder.loss(wav, torch.randn(2, 8, 32), torch.tensor([0, 1]), torch.full((2, 32), 200.0))
+    terms["loss"].backward()
+    assert decoder.envelope.out.weight.grad.abs().sum() > 0
+    assert decoder.speaker_embedding.weight.grad[:2].abs().sum() > 0
+
+
+def test_decoder_envelope_settings_are_checked():
+    from speechvq.errors import SpeechVQError
+
+    with pytest.raises(SpeechVQError, match="envelope_harmonics"):
+        SourceFilterDecoder(envelope_harmonics=-1)
+    with pytest.raises(SpeechVQError, match="noise_bins"):
+        SourceFilterDecoder(envelope_harmonics=8, envelope_noise_bins=1)
+    decoder = SourceFilterDecoder(envelope_harmonics=8, envelope_noise_bins=33)  # n_fft 64 < 2 x hop 64
+    with pytest.raises(ValueError, match="noise_bins=33"):
+        decoder(torch.randn(1, 64, 4), torch.tensor([0]), torch.full((1, 4), 100.0))
