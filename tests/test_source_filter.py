@@ -12,7 +12,7 @@ from speechvq.f0 import F0Stats, f0_stats, f0_track_bits, map_f0, world_f0
 from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.modules.excitation import harmonic_excitation
 from speechvq.modules.speaker_free import grad_reverse, time_jitter
-from speechvq.modules.stft_loss import MultiResolutionSTFTLoss
+from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 
 HOP, SR = 64, 16000
 
@@ -53,6 +53,33 @@ def test_stft_loss_zero_for_identical_and_positive_otherwise():
     for other in (x * 0.5, torch.randn(2, 4096), torch.roll(x, 700, dims=-1) + 0.1 * torch.randn(2, 4096)):
         convergence, magnitude = loss(other, x)
         assert float(convergence) > 0.01 and float(magnitude) > 0.01
+
+
+def test_log_mel_loss_zero_for_identical_and_grows_with_a_formant_shift():
+    loss = LogMelLoss()
+    x = torch.randn(2, 8192)
+    assert float(loss(x, x.clone())) == pytest.approx(0.0, abs=1e-6)
+    t = torch.arange(8192) / SR
+    vowel = sum(torch.sin(2 * math.pi * 120 * k * t) * math.exp(-((120 * k - 700) / 300) ** 2) for k in range(1, 40))
+    shifted = sum(torch.sin(2 * math.pi * 120 * k * t) * math.exp(-((120 * k - 1400) / 300) ** 2) for k in range(1, 40))
+    near = sum(torch.sin(2 * math.pi * 120 * k * t) * math.exp(-((120 * k - 800) / 300) ** 2) for k in range(1, 40))
+    assert 0 < float(loss(near[None], vowel[None])) < float(loss(shifted[None], vowel[None]))
+
+
+def test_mel_term_is_in_the_loss_but_not_in_the_checkpoint():
+    torch.manual_seed(0)
+    kwargs = dict(code_dim=8, num_speakers=2, speaker_dim=4, cond_channels=8, residual_channels=8, gate_channels=16,
+                  skip_channels=8, layers=4)
+    with_mel, without = SourceFilterDecoder(**kwargs, mel_loss_weight=2.0), SourceFilterDecoder(**kwargs)
+    assert with_mel.state_dict().keys() == without.state_dict().keys()
+    without.load_state_dict(with_mel.state_dict())
+    args = (torch.randn(2, 2048) * 0.1, torch.randn(2, 8, 32), torch.tensor([0, 1]), torch.full((2, 32), 200.0))
+    torch.manual_seed(1)
+    terms = with_mel.loss(*args)
+    torch.manual_seed(1)
+    plain = without.loss(*args)
+    assert "mel_l1" in terms and "mel_l1" not in plain and float(terms["mel_l1"]) > 0
+    assert float(terms["loss"]) == pytest.approx(float(plain["loss"]) + 2.0 * float(terms["mel_l1"]), rel=1e-5)
 
 
 def test_decoder_output_is_64_samples_per_frame_and_trains():

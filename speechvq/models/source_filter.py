@@ -30,7 +30,7 @@ from speechvq.errors import SpeechVQError
 from speechvq.modules.conv import ResStack1d
 from speechvq.modules.excitation import harmonic_excitation
 from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
-from speechvq.modules.stft_loss import MultiResolutionSTFTLoss
+from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 from speechvq.modules.wavenet import WaveNet
 
 
@@ -53,6 +53,7 @@ class SourceFilterDecoder(nn.Module):
         envelope_harmonics: K, harmonics whose amplitudes the frame-rate head predicts (0: no head).
         envelope_noise_bins: N, bins of its noise filter (n_fft = 2 (N - 1)).
         envelope_channels: width of its hidden convolutions.
+        mel_loss_weight: weight of a log-mel L1 term in `loss` (0: the STFT loss alone).
     """
 
     autoregressive = False
@@ -77,6 +78,7 @@ class SourceFilterDecoder(nn.Module):
         envelope_harmonics: int = 0,
         envelope_noise_bins: int = 65,
         envelope_channels: int = 64,
+        mel_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if num_speakers < 1 or speaker_dim < 1:
@@ -118,6 +120,8 @@ class SourceFilterDecoder(nn.Module):
             nn.Conv1d(cond_channels, 2, 1),
         )
         self.stft_loss = MultiResolutionSTFTLoss()
+        self.mel_loss_weight = float(mel_loss_weight)
+        self.mel_loss = LogMelLoss(sample_rate) if self.mel_loss_weight > 0 else None
 
     def _check_speaker(self, speaker: torch.Tensor, batch: int) -> None:
         if speaker.dim() != 1 or speaker.shape[0] != batch:
@@ -168,7 +172,8 @@ class SourceFilterDecoder(nn.Module):
         """Training terms for target wav (B, T), T <= 64 F, with its F0 (B, F) hertz.
 
         Returns scalars: ``stft_convergence``, ``stft_log_magnitude``, ``f0_loss`` (L1 of log F0
-        on voiced frames + voicing cross-entropy) and ``loss`` (their sum, F0 term weighted).
+        on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``, and
+        ``loss`` (their sum, the F0 and mel terms weighted).
         A random initial phase per item keeps the filter from memorising one.
         """
         phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
@@ -178,6 +183,9 @@ class SourceFilterDecoder(nn.Module):
         voiced = f0 > 0
         f0_l1 = ((log_f0 - f0.clamp(min=1.0).log()).abs() * voiced).sum() / voiced.sum().clamp(min=1)
         f0_loss = f0_l1 + F.binary_cross_entropy_with_logits(logit, voiced.float())
+        terms = {"stft_convergence": convergence, "stft_log_magnitude": log_magnitude, "f0_loss": f0_loss}
         total = convergence + log_magnitude + self.f0_loss_weight * f0_loss
-        return {"stft_convergence": convergence, "stft_log_magnitude": log_magnitude, "f0_loss": f0_loss,
-                "loss": total}
+        if self.mel_loss is not None:
+            terms["mel_l1"] = self.mel_loss(estimate, wav)
+            total = total + self.mel_loss_weight * terms["mel_l1"]
+        return {**terms, "loss": total}

@@ -3,12 +3,15 @@
 For each (FFT size, hop, window) resolution: spectral convergence ||S_y - S_x||_F / ||S_y||_F
 plus the mean absolute difference of log magnitudes; the loss is the mean over resolutions.
 It is 0 for identical signals and positive otherwise, and it ignores phase, which is what lets
-a non-autoregressive decoder be trained on it.
+a non-autoregressive decoder be trained on it. `LogMelLoss` is the L1 distance of log-mel
+spectrograms (HiFi-GAN's reconstruction term, Kong et al. 2020): it weighs the bands below
+4 kHz, where the formants are, as the ear and the speaker encoders do.
 """
 
 from __future__ import annotations
 
 import torch
+import torchaudio
 from torch import nn
 
 #: (n_fft, hop_length, win_length) at 16 kHz: 32, 64 and 128 ms windows.
@@ -47,3 +50,32 @@ class MultiResolutionSTFTLoss(nn.Module):
             log_l1 = log_l1 + (ref.log() - est.log()).abs().mean()
         n = len(self.resolutions)
         return convergence / n, log_l1 / n
+
+
+class LogMelLoss(nn.Module):
+    """(B, T) estimate and (B, T) target waveforms -> mean |log mel(estimate) - log mel(target)|.
+
+    Args:
+        sample_rate: hertz.
+        n_fft, hop_length: of the STFT (Hann window of n_fft).
+        n_mels: mel bands from 0 Hz to the Nyquist frequency.
+        eps: floor of the mel energies before the logarithm.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 80,
+                 eps: float = 1e-5) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length, self.eps = int(n_fft), int(hop_length), float(eps)
+        # non-persistent: a loss is not part of a checkpoint
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.register_buffer("filterbank", torchaudio.functional.melscale_fbanks(
+            self.n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate), persistent=False)  # (bins, mels)
+
+    def _mel(self, x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x.float(), self.n_fft, self.hop_length, self.n_fft, self.window, return_complex=True)
+        return (spec.abs().transpose(1, 2) @ self.filterbank).clamp(min=self.eps).log()
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if estimate.shape != target.shape:
+            raise ValueError(f"estimate {tuple(estimate.shape)} and target {tuple(target.shape)} differ in shape")
+        return (self._mel(estimate) - self._mel(target)).abs().mean()
