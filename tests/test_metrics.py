@@ -21,6 +21,7 @@ from speechvq.analysis.metrics import (  # noqa: E402
     code_agreement,
     cosine_similarity,
     dtw_path,
+    envelope_dynamics_r2,
     f0_error_cents,
     mcd_frames,
     mel_cepstral_distortion,
@@ -237,3 +238,26 @@ def test_voiced_retention_and_f0_error_compare_tracks_frame_by_frame():
     assert voiced_retention(source, np.array([0, 0, 200, 100, 50, 7], np.float32)) == pytest.approx(2 / 3)
     assert f0_error_cents(source, np.array([0, 0, 200, 100, 50, 7], np.float32)) == pytest.approx(600.0)
     assert voiced_retention(np.zeros(5), track) is None and f0_error_cents(source, np.zeros(5)) is None
+
+
+def test_envelope_dynamics_r2_is_one_for_a_copy_and_ignores_gain_and_a_fixed_equaliser(voices):
+    speech = voices["m3"]
+    assert envelope_dynamics_r2(speech, speech) == pytest.approx(1.0)
+    assert envelope_dynamics_r2(speech, 0.25 * speech) == pytest.approx(1.0, abs=1e-4)
+    tilted = np.append(speech[0], speech[1:] - 0.5 * speech[:-1]).astype(np.float32)  # a fixed pre-emphasis
+    assert envelope_dynamics_r2(speech, tilted) > 0.95
+
+
+def test_envelope_dynamics_r2_falls_with_a_fixed_envelope_or_another_sentence(voices):
+    speech = voices["m3"]
+    # The same long-term spectrum without the movements: the source's mean spectrum on white noise.
+    rng = np.random.default_rng(0)
+    spectrum = np.abs(np.fft.rfft(speech))
+    shaped = np.fft.irfft(spectrum * np.exp(2j * np.pi * rng.random(spectrum.shape)), n=len(speech))
+    fixed = envelope_dynamics_r2(speech, shaped.astype(np.float32))
+    other = envelope_dynamics_r2(speech, voices["m3_other"])
+    assert fixed < 0.2 and other < 0.2
+    # Movements kept but noisier: in between.
+    noisy = speech + 0.02 * rng.standard_normal(len(speech)).astype(np.float32)
+    assert max(fixed, other) < envelope_dynamics_r2(speech, noisy) < 1.0
+    assert envelope_dynamics_r2(np.zeros(3200, np.float32), speech) is None  # no movement to reproduce

@@ -85,7 +85,7 @@ def make_fake_run(root: Path, with_tb: bool = True) -> Path:
         "real": False})
     recon_scores = {"target_similarity": 0.9, "source_similarity": 0.9, "closer_to_target": None, "mcd_db": 4.5,
                     "code_agreement": 0.7, "voiced_retention": 0.934, "f0_error_cents": 35.4, "flatness_ratio": 1.234,
-                    "f0_closer_to_target": None}
+                    "envelope_r2": 0.567, "f0_closer_to_target": None}
     write_json_atomic(run / "score" / "reconstructions.json", {
         "conversions": [{"output": str(reconstructed), **recon_scores}],
         "pairs": {"A->A": recon_scores}, "overall": recon_scores, "real": False})
@@ -131,7 +131,7 @@ def test_page_references_only_existing_relative_files(tmp_path):
     assert ("similarity to target 0.8 / source 0.6 · MCD 6.25 dB · code agreement 0.5 · voicing kept 90% · "
             "flatness ratio 1.50</p>") in text
     assert ("similarity to target 0.9 / source 0.9 · MCD 4.50 dB · code agreement 0.7 · voicing kept 93% · "
-            "F0 error 35 cents · flatness ratio 1.23</p>") in text
+            "F0 error 35 cents · flatness ratio 1.23 · envelope R² 0.57</p>") in text
     assert "<p class='decoder'>Decoder of the outputs: <b>autoregressive WaveNet</b></p>" in text
     assert "real (real recordings of the target speakers: the ceiling)" in text
     assert "valid/perplexity" in read_scalars(run / "vqvae" / "tb")
@@ -171,6 +171,7 @@ def test_headline_figures(tmp_path):
     assert figures["voicing kept"] == "93.4% of the sources' voiced frames"
     assert figures["F0 error"] == "35 cents (median)"
     assert figures["flatness ratio"] == "1.23x (output / source spectral flatness)"
+    assert figures["envelope dynamics"] == "R² 0.57 (the source's formant movements reproduced)"
     assert figures["reconstruction MCD"] == "4.50 dB"
     assert figures["decoder"] == "autoregressive WaveNet"
     assert headline_figures(tmp_path / "nothing") == []
@@ -190,7 +191,7 @@ def test_headline_figures_of_old_score_files(tmp_path):
     labels = [label for label, _ in figures]
     assert "decoder" not in labels
     values = dict(figures)
-    for label in ("voicing kept", "F0 error", "flatness ratio", "F0 closer to target",
+    for label in ("voicing kept", "F0 error", "flatness ratio", "envelope dynamics", "F0 closer to target",
                   "closer to target (real recordings)"):
         assert values[label] == "–", label
     assert values["conversion MCD"] == "5.00 dB"

@@ -109,6 +109,7 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert recon["flatness_ratio"] == 1.0 and recon["output_flatness"] == recon["source_flatness"]
     assert recon["output_log_f0"] == pytest.approx(np.log(FREQ["A"] + 7), abs=0.01)
     assert recon["f0_closer_to_target"] is None
+    assert all(r["envelope_r2"] is None for r in (good, missing, failed))  # reconstructions only
     assert all(r["f0_error_cents"] is None for r in (good, missing, failed))  # conversions move the pitch
     # Pair and overall aggregation.
     pairs = result["pairs"]

@@ -22,6 +22,13 @@ voicing, pitch and spectral flatness.
 * **Spectral flatness** (librosa: geometric over arithmetic mean of the power spectrum, in
   [0, 1]): near 0 for a harmonic sound, about 0.5 for white noise; the median over the frames
   within 40 dB of the loudest, so that silence does not dominate. A noisy vocoder raises it.
+* **Envelope dynamics** (reconstructions, which keep their source's timing): 40-band log-mel
+  spectrograms (10 ms frames) of source and output over the source's frames within 35 dB of
+  its loudest, each band's mean over the utterance removed from both; the R^2 of the output's
+  deviations against the source's, i.e. the share of the source's formant movements (phone
+  to phone) that the output reproduces frame by frame. 1 for a copy, about 0.94 for WORLD
+  analysis-resynthesis, 0 or below for a fixed spectral envelope. Gain and a fixed
+  equalisation of the output do not change it; MCD measures those.
 
 All waveforms are (n,) float32 in [-1, 1] at 16 kHz unless stated.
 """
@@ -47,6 +54,10 @@ F0_METHODS = ("harvest", "dio")
 FLATNESS_N_FFT = 1024  # 64 ms at 16 kHz
 FLATNESS_HOP_LENGTH = 256  # 16 ms at 16 kHz
 FLATNESS_RANGE_DB = 40.0
+ENVELOPE_N_MELS = 40
+ENVELOPE_N_FFT = 512  # 32 ms at 16 kHz
+ENVELOPE_HOP_LENGTH = 160  # 10 ms at 16 kHz
+ENVELOPE_RANGE_DB = 35.0
 _MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
 
@@ -326,3 +337,36 @@ def spectral_flatness(
     length = min(len(flatness), len(rms))
     level_db = 20.0 * np.log10(np.maximum(rms[:length], 1e-12) / rms[:length].max())
     return float(np.median(flatness[:length][level_db >= -range_db]))
+
+
+def _log_mel_db(x: np.ndarray) -> np.ndarray:
+    """(n,) float waveform -> (ENVELOPE_N_MELS, frames) log-mel power in dB (librosa, centred frames)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=np.asarray(x, dtype=np.float32).reshape(-1), sr=SAMPLE_RATE,
+                                         n_fft=ENVELOPE_N_FFT, hop_length=ENVELOPE_HOP_LENGTH,
+                                         n_mels=ENVELOPE_N_MELS, fmax=SAMPLE_RATE / 2)
+    return 10.0 * np.log10(mel + 1e-10)
+
+
+def envelope_dynamics_r2(source: np.ndarray, output: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> float | None:
+    """Share of the source's spectral-envelope movements that `output` reproduces, at most 1.
+
+    source, output: (n,) float waveforms on the same time axis (a reconstruction), compared over
+    their common length. Frames: the source's within `range_db` dB of its loudest (mean log-mel
+    level). R^2 = 1 - sum (dY - dX)^2 / sum dX^2, where dX, dY are the log-mel spectrograms with
+    each band's mean over those frames removed. None when fewer than two frames qualify or the
+    source's envelope does not move.
+    """
+    length = min(len(source), len(output))
+    reference, estimate = _log_mel_db(source[:length]), _log_mel_db(output[:length])
+    level = reference.mean(axis=0)
+    keep = level >= level.max() - range_db
+    if keep.sum() < 2:
+        return None
+    dx = reference[:, keep] - reference[:, keep].mean(axis=1, keepdims=True)
+    dy = estimate[:, keep] - estimate[:, keep].mean(axis=1, keepdims=True)
+    total = float(np.sum(dx ** 2))
+    if total <= 1e-6 * dx.size:  # below 0.001 dB rms: nothing moves
+        return None
+    return 1.0 - float(np.sum((dy - dx) ** 2)) / total

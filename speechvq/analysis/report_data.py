@@ -203,6 +203,9 @@ def headline_figures(run: str | os.PathLike) -> list[tuple[str, str]]:
             out.append(("F0 error", f"{cents} cents (median)" if cents != "–" else "–"))
             ratio = num(overall.get("flatness_ratio"), 2)
             out.append(("flatness ratio", f"{ratio}x (output / source spectral flatness)" if ratio != "–" else "–"))
+            r2 = num(overall.get("envelope_r2"), 2)
+            out.append(("envelope dynamics", f"R² {r2} (the source's formant movements reproduced)"
+                        if r2 != "–" else "–"))
     if real_line is not None:
         out.append(real_line)
     return out
@@ -313,6 +316,8 @@ def score_caption(row: dict | None) -> str | None:
         parts.append(f"F0 error {num(row['f0_error_cents'], 0)} cents")
     if num(row.get("flatness_ratio"), 2) != "–":
         parts.append(f"flatness ratio {num(row['flatness_ratio'], 2)}")
+    if num(row.get("envelope_r2"), 2) != "–":
+        parts.append(f"envelope R² {num(row['envelope_r2'], 2)}")
     return " · ".join(parts) or None
 
 

@@ -28,6 +28,9 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
 * ``output_flatness`` / ``source_flatness``: median spectral flatness (0 tonal .. about 0.5 for
   white noise) over the frames within 40 dB of the signal's loudest; ``flatness_ratio``:
   output / source (above 1: the output is noisier than its source);
+* ``envelope_r2``: for a reconstruction only, the share of the source's spectral-envelope
+  movements that the output reproduces frame by frame (`metrics.envelope_dynamics_r2`: R^2 of
+  band-mean-removed log-mel spectrograms; 1 for a copy, about 0.94 for WORLD resynthesis);
 * ``output_log_f0``: the mean natural log of the output's F0 (hertz) over its voiced frames;
   ``f0_closer_to_target``: whether it is nearer the target speaker's mean log F0 than the
   source speaker's, each pooled over the voiced frames of the real utterances of that
@@ -63,6 +66,7 @@ from speechvq.analysis.metrics import (
     centroid,
     cosine_similarity,
     encode_codes,
+    envelope_dynamics_r2,
     f0_error_cents,
     mcd_frames,
     mcep_features,
@@ -83,7 +87,7 @@ from speechvq.inference.convert import CONVERSIONS_FILE
 CONVERSION_KEYS = ("source", "source_speaker", "utterance", "target_speaker", "output")
 METRICS = ("target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
            "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness", "source_flatness",
-           "flatness_ratio", "output_log_f0", "f0_closer_to_target")
+           "flatness_ratio", "envelope_r2", "output_log_f0", "f0_closer_to_target")
 DEFAULT_MAX_REFERENCE_UTTERANCES = 20
 F0_HOP_LENGTH = 160  # 10 ms WORLD frames at 16 kHz for the voicing and pitch metrics
 _MIC_SUFFIX = re.compile(r"_mic[12]$")
@@ -290,6 +294,8 @@ def score_conversions(
                                                 probe.get("phone_map"))
                     row["phone_agreement"] = phone_agreement(codes, probe["code_to_phone"], labels)
             row.update(_voicing_metrics(conv, pitch, flatness, log_f0_means))
+            if conv.target_speaker == conv.source_speaker:
+                row["envelope_r2"] = envelope_dynamics_r2(load_audio(conv.source), load_audio(conv.output))
         except SpeechVQError as exc:
             failures.append((conv.output, str(exc)))
             row.update(dict.fromkeys(METRICS), error=str(exc))
@@ -360,6 +366,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "f0_error_cents": median("f0_error_cents"),
         "f0_closer_to_target": mean("f0_closer_to_target"),
         "flatness_ratio": mean("flatness_ratio"),
+        "envelope_r2": mean("envelope_r2"),
     }
 
 
@@ -367,11 +374,11 @@ def format_summary(result: dict) -> str:
     """A plain-text table of the per-pair and overall figures of a `score_conversions` result.
 
     Columns: speaker similarity to the target and source, share closer to the target, MCD (dB),
-    code and phone agreement, voiced retention, median F0 error (cents), flatness ratio and
-    share whose F0 is closer to the target's.
+    code and phone agreement, voiced retention, median F0 error (cents), flatness ratio, envelope
+    dynamics R^2 (reconstructions) and share whose F0 is closer to the target's.
     """
     header = (f"{'pair':<24} {'n':>4} {'sim tgt':>8} {'sim src':>8} {'closer':>7} {'MCD dB':>7} "
-              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'F0 cl':>6}")
+              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'env R2':>6} {'F0 cl':>6}")
     lines = [header, "-" * len(header)]
     if result.get("real"):
         lines.insert(0, "real recordings of the target speakers (the ceiling)")
@@ -381,7 +388,7 @@ def format_summary(result: dict) -> str:
                      f"{_fmt(agg['mcd_db'], 7, 2)} {_fmt(agg['code_agreement'], 6, 3)} "
                      f"{_fmt(agg['phone_agreement'], 6, 3)} {_fmt(agg['voiced_retention'], 6, 3)} "
                      f"{_fmt(agg['f0_error_cents'], 6, 0)} {_fmt(agg['flatness_ratio'], 6, 2)} "
-                     f"{_fmt(agg['f0_closer_to_target'], 6, 2)}")
+                     f"{_fmt(agg['envelope_r2'], 6, 3)} {_fmt(agg['f0_closer_to_target'], 6, 2)}")
     return "\n".join(lines)
 
 
