@@ -339,34 +339,56 @@ def spectral_flatness(
     return float(np.median(flatness[:length][level_db >= -range_db]))
 
 
-def _log_mel_db(x: np.ndarray) -> np.ndarray:
+def log_mel_db(x: np.ndarray, hop_length: int = ENVELOPE_HOP_LENGTH) -> np.ndarray:
     """(n,) float waveform -> (ENVELOPE_N_MELS, frames) log-mel power in dB (librosa, centred frames)."""
     import librosa
 
     mel = librosa.feature.melspectrogram(y=np.asarray(x, dtype=np.float32).reshape(-1), sr=SAMPLE_RATE,
-                                         n_fft=ENVELOPE_N_FFT, hop_length=ENVELOPE_HOP_LENGTH,
+                                         n_fft=ENVELOPE_N_FFT, hop_length=hop_length,
                                          n_mels=ENVELOPE_N_MELS, fmax=SAMPLE_RATE / 2)
     return 10.0 * np.log10(mel + 1e-10)
+
+
+def envelope_deviations(reference: np.ndarray, estimate: np.ndarray,
+                        range_db: float = ENVELOPE_RANGE_DB) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bands, frames) log spectra in dB -> their movements (dX, dY), each (bands, kept frames).
+
+    Over the common frames, the reference's within `range_db` dB of its loudest (mean level over
+    the bands) are kept and each band's mean over them removed from both. None when fewer than
+    two frames are kept.
+    """
+    frames = min(reference.shape[-1], estimate.shape[-1])
+    reference, estimate = reference[:, :frames], estimate[:, :frames]
+    level = reference.mean(axis=0)
+    keep = level >= level.max() - range_db
+    if keep.sum() < 2:
+        return None
+    return (reference[:, keep] - reference[:, keep].mean(axis=1, keepdims=True),
+            estimate[:, keep] - estimate[:, keep].mean(axis=1, keepdims=True))
+
+
+def envelope_r2(reference: np.ndarray, estimate: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> float | None:
+    """R^2 of `estimate`'s envelope movements against `reference`'s, at most 1.
+
+    reference, estimate: (bands, frames) log spectra in dB on the same frame grid (`log_mel_db`).
+    R^2 = 1 - sum (dY - dX)^2 / sum dX^2 over their `envelope_deviations`. None when fewer than
+    two frames qualify or the reference does not move.
+    """
+    deviations = envelope_deviations(reference, estimate, range_db)
+    if deviations is None:
+        return None
+    dx, dy = deviations
+    total = float(np.sum(dx ** 2))
+    if total <= 1e-6 * dx.size:  # below 0.001 dB rms: nothing moves
+        return None
+    return 1.0 - float(np.sum((dy - dx) ** 2)) / total
 
 
 def envelope_dynamics_r2(source: np.ndarray, output: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> float | None:
     """Share of the source's spectral-envelope movements that `output` reproduces, at most 1.
 
     source, output: (n,) float waveforms on the same time axis (a reconstruction), compared over
-    their common length. Frames: the source's within `range_db` dB of its loudest (mean log-mel
-    level). R^2 = 1 - sum (dY - dX)^2 / sum dX^2, where dX, dY are the log-mel spectrograms with
-    each band's mean over those frames removed. None when fewer than two frames qualify or the
-    source's envelope does not move.
+    their common length: `envelope_r2` of their `log_mel_db` spectrograms (10 ms frames).
     """
     length = min(len(source), len(output))
-    reference, estimate = _log_mel_db(source[:length]), _log_mel_db(output[:length])
-    level = reference.mean(axis=0)
-    keep = level >= level.max() - range_db
-    if keep.sum() < 2:
-        return None
-    dx = reference[:, keep] - reference[:, keep].mean(axis=1, keepdims=True)
-    dy = estimate[:, keep] - estimate[:, keep].mean(axis=1, keepdims=True)
-    total = float(np.sum(dx ** 2))
-    if total <= 1e-6 * dx.size:  # below 0.001 dB rms: nothing moves
-        return None
-    return 1.0 - float(np.sum((dy - dx) ** 2)) / total
+    return envelope_r2(log_mel_db(source[:length]), log_mel_db(output[:length]), range_db)

@@ -29,7 +29,9 @@ to the aligned phone). Voicing and pitch (WORLD F0, 10 ms frames): the share of 
 voiced frames voiced in the output, for reconstructions the median F0 error in cents against
 the source, and for conversions whether the output's mean log F0 is nearer the target
 speaker's than the source speaker's; noisiness: the output's median spectral flatness over
-its source's. Scoring the output of `speechvq reconstruct` gives the reconstruction MCD.
+its source's; for reconstructions, the envelope dynamics R^2 (the share of the source's log-mel
+movements that the output reproduces frame by frame). Scoring the output of
+`speechvq reconstruct` gives the reconstruction MCD.
 With --real, the target speakers' real recordings of the same sentences are scored in place
 of the outputs: the same scoring applied to real recordings, the ceiling of every metric.
 
