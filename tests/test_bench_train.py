@@ -1,0 +1,23 @@
+"""tools/bench_train.py runs the CPU product's preset: the source-filter decoder as a unit vocoder."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_train.py"
+
+
+def _run(*args: str) -> dict[str, str]:
+    out = subprocess.run([sys.executable, str(TOOL), "--steps", "1", "--warmup", "0", "--batch-size", "1",
+                          "--segment", "2048", "--threads", "1", *args], check=True, capture_output=True, text=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def test_source_filter_preset_as_a_unit_vocoder_with_an_override():
+    small = ["--override", "model.decoder.cond_channels=8", "--override", "model.decoder.cond_layers=1"]
+    values = _run("--preset", "tiny_sf", "--frozen-units", *small)
+    assert values["frozen_units"] == "True"
+    assert values["overrides"] == "model.decoder.cond_channels=8,model.decoder.cond_layers=1"
+    assert float(values["samples_per_second"]) > 0
+    default = _run("--preset", "tiny_sf", "--frozen-units")
+    assert int(default["parameters"]) > int(values["parameters"])  # the override reached the model
