@@ -41,3 +41,9 @@ def test_a_readout_of_codes_that_carry_the_envelope_scores_near_one_and_of_noise
     missed = envelope_ceiling.pooled_envelope_r2(
         test_mels, [blind.predict(rng.normal(size=c.shape)).T for c in test_codes])
     assert carried > 0.99 and missed < 0.05
+
+
+def test_pooled_r2_is_undefined_when_nothing_moves():
+    flat = np.zeros((4, 10))
+    with pytest.raises(ValueError, match="undefined"):
+        envelope_ceiling.pooled_envelope_r2([flat], [flat])

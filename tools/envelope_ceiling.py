@@ -46,6 +46,8 @@ def pooled_envelope_r2(references: list[np.ndarray], estimates: list[np.ndarray]
         dx, dy = deviations
         error += float(np.sum((dy - dx) ** 2))
         total += float(np.sum(dx ** 2))
+    if total <= 0.0:
+        raise ValueError("no reference spectrum moves: the envelope R^2 is undefined")
     return 1.0 - error / total
 
 
@@ -93,6 +95,8 @@ def main() -> None:
 
     train_x, train_y = examples("train", args.train_utterances)
     test_x, test_y = examples("test", args.test_utterances)
+    if not train_x or not test_x:
+        parser.error(f"{args.data}: needs train and test utterances of the checkpoint's speakers")
     readout = fit_readout(np.concatenate(train_x), np.concatenate([y.T for y in train_y]), mlp=args.mlp)
     predicted = [readout.predict(x).T for x in test_x]
     print(f"readout={'mlp' if args.mlp else 'ridge'}")
