@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--train-utterances", type=int, default=40, help="per speaker (default 40)")
     parser.add_argument("--test-utterances", type=int, default=5, help="per speaker (default 5)")
     parser.add_argument("--mlp", action="store_true", help="a two-layer perceptron instead of ridge")
+    parser.add_argument("--speakers", default=None, help="comma-separated subset of the speakers (default: all)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -80,10 +81,15 @@ def main() -> None:
     model, speakers, _ = load_vqvae(args.checkpoint)
     model.eval()
     corpus = PreparedCorpus(args.data)
+    chosen = None if args.speakers is None else set(args.speakers.split(","))
+    if chosen is not None and not chosen <= set(speakers):
+        parser.error(f"--speakers: {sorted(chosen - set(speakers))} not among the checkpoint's speakers")
 
     def examples(split: str, per_speaker: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         inputs, targets = [], []
         for index, name in enumerate(speakers):
+            if chosen is not None and name not in chosen:
+                continue
             for utt in [u for u in corpus.utterances(split) if u.speaker == name][:per_speaker]:
                 wav = corpus.audio(utt)
                 with torch.no_grad():
