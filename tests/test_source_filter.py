@@ -11,6 +11,7 @@ import torch
 from speechvq.f0 import F0Stats, f0_stats, f0_track_bits, map_f0, world_f0
 from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.modules.excitation import harmonic_excitation
+from speechvq.modules.mel_head import FrameLogMel
 from speechvq.modules.speaker_free import grad_reverse, time_jitter
 from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 
@@ -97,6 +98,52 @@ def test_decoder_output_is_64_samples_per_frame_and_trains():
     terms["loss"].backward()
     assert all(torch.isfinite(v) for v in terms.values())
     assert decoder.source_in.weight.grad.abs().sum() > 0
+
+
+def _vowel(formant_hz: float, f0_hz: float = 120.0, length: int = 4096) -> torch.Tensor:
+    t = torch.arange(length) / SR
+    return sum(torch.sin(2 * math.pi * f0_hz * k * t) * math.exp(-((f0_hz * k - formant_hz) / 250) ** 2)
+               for k in range(1, int(7000 / f0_hz)))
+
+
+def test_frame_log_mel_has_one_centred_frame_per_code_and_follows_a_formant():
+    mel = FrameLogMel(SR, HOP, n_mels=40)
+    for length in (64, 1000, 4096):
+        assert mel(torch.randn(2, length)).shape == (2, 40, math.ceil(length / HOP))
+    click = torch.zeros(1, 64 * HOP)
+    click[0, 20 * HOP + HOP // 2] = 1.0
+    energy = mel(click)[0].mean(dim=0)
+    assert int(energy.argmax()) == 20 and float(energy[20] - energy[10]) > 2
+    low, high = (int(mel(_vowel(hz)[None])[0, :, 30].argmax()) for hz in (600.0, 2000.0))
+    assert high > low + 5
+
+
+def test_mel_head_is_trained_on_the_envelope_and_conditions_the_waveform():
+    torch.manual_seed(0)
+    decoder = SourceFilterDecoder(code_dim=8, num_speakers=2, speaker_dim=4, cond_channels=16, residual_channels=8,
+                                  gate_channels=16, skip_channels=8, layers=4, mel_head_bands=24, mel_head_weight=0.5)
+    frames = 64
+    z_q, speaker, f0 = torch.randn(2, 8, frames), torch.tensor([0, 1]), torch.full((2, frames), 120.0)
+    assert decoder(z_q, speaker, f0).shape == (2, HOP * frames)
+    wav = torch.stack([_vowel(600.0), _vowel(2000.0)]) * 0.1
+    optimiser = torch.optim.Adam(decoder.mel_head.parameters(), lr=3e-3)
+    history = []
+    for _ in range(60):
+        terms = decoder.loss(wav, z_q, speaker, f0)
+        history.append(float(terms["mel_head_l1"]))
+        optimiser.zero_grad()
+        (terms["mel_head_l1"]).backward()
+        optimiser.step()
+    assert history[-1] < 0.5 * history[0]
+    rest = terms["stft_convergence"] + terms["stft_log_magnitude"] + terms["f0_loss"]
+    assert float(terms["loss"]) == pytest.approx(float(rest + 0.5 * terms["mel_head_l1"]), rel=1e-5)
+    # the prediction is the WaveNet's conditioning: another envelope, another waveform
+    generator = torch.Generator().manual_seed(3)
+    before = decoder(z_q, speaker, f0, generator=generator)
+    with torch.no_grad():
+        decoder.mel_head.out.bias.add_(1.0)
+    after = decoder(z_q, speaker, f0, generator=generator.manual_seed(3))
+    assert float((before - after).abs().mean()) > 1e-4
 
 
 def test_f0_stats_survive_a_checkpoint_round_trip(tmp_path):

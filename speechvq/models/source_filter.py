@@ -15,12 +15,21 @@ output, so the spectral envelope is set at frame rate and the WaveNet learns the
 
     (z_q stack, speaker) --HarmonicNoiseHead--> sum_k a_k sin(k phi) + filtered noise = e (B, 64 F)
     output = e + WaveNet([excitation, e])
+
+With ``mel_head_bands > 0`` a frame-rate acoustic model (`MelHead`) predicts the target's log-mel
+envelope from the conditioning stack, the speaker and F0, trained with an L1 term; its prediction
+is part of the WaveNet's local conditioning, so the envelope is supervised directly instead of
+only through the waveform's STFT loss::
+
+    (z_q stack, speaker, F0) --MelHead--> log-mel (B, M, F); local conditioning = [z_q stack, log-mel]
 A small F0 predictor (its own conv stack on the detached code vectors and its own speaker
 embedding, so it never changes what the codes learn) gives a contour when none is known, for
 `decode` from codes and for prior samples.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +39,7 @@ from speechvq.errors import SpeechVQError
 from speechvq.modules.conv import ResStack1d
 from speechvq.modules.excitation import harmonic_excitation
 from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
+from speechvq.modules.mel_head import FrameLogMel, MelHead
 from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 from speechvq.modules.wavenet import WaveNet
 
@@ -54,6 +64,9 @@ class SourceFilterDecoder(nn.Module):
         envelope_noise_bins: N, bins of its noise filter (n_fft = 2 (N - 1)).
         envelope_channels: width of its hidden convolutions.
         mel_loss_weight: weight of a log-mel L1 term in `loss` (0: the STFT loss alone).
+        mel_head_bands: M, log-mel bands that a frame-rate acoustic model predicts and the WaveNet is
+            conditioned on (0: no head).
+        mel_head_weight: weight of its L1 term in `loss`.
     """
 
     autoregressive = False
@@ -79,6 +92,8 @@ class SourceFilterDecoder(nn.Module):
         envelope_noise_bins: int = 65,
         envelope_channels: int = 64,
         mel_loss_weight: float = 0.0,
+        mel_head_bands: int = 0,
+        mel_head_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if num_speakers < 1 or speaker_dim < 1:
@@ -105,11 +120,17 @@ class SourceFilterDecoder(nn.Module):
                                                   envelope_noise_bins)
             except ValueError as exc:
                 raise SpeechVQError(f"decoder: {exc}") from None
+        if mel_head_bands < 0:
+            raise SpeechVQError(f"decoder mel_head_bands must be >= 0, got {mel_head_bands}")
+        self.mel_head = MelHead(cond_channels, speaker_dim, cond_channels, mel_head_bands) if mel_head_bands else None
+        self.mel_head_weight = float(mel_head_weight)
+        self.frame_mel = FrameLogMel(sample_rate, hop_length, mel_head_bands) if mel_head_bands else None
         self.source_in = nn.Conv1d(harmonics + 1 + (self.envelope is not None), residual_channels, 1)
         try:
             self.wavenet = WaveNet(
                 residual_channels, gate_channels, skip_channels, 1, layers, stacks,
-                local_channels=cond_channels, global_channels=speaker_dim, kernel_size=kernel_size, causal=False,
+                local_channels=cond_channels + mel_head_bands, global_channels=speaker_dim, kernel_size=kernel_size,
+                causal=False,
             )
         except ValueError as exc:
             raise SpeechVQError(f"decoder: {exc}") from None
@@ -139,6 +160,12 @@ class SourceFilterDecoder(nn.Module):
         Returns:
             (B, hop_length * F) float waveform.
         """
+        return self._generate(z_q, speaker, f0, generator, initial_phase)[0]
+
+    def _generate(self, z_q: torch.Tensor, speaker: torch.Tensor, f0: torch.Tensor,
+                  generator: torch.Generator | None, initial_phase: torch.Tensor | None,
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward`'s waveform (B, 64 F) and the head's log-mel (B, M, F) (None without a head)."""
         self._check_speaker(speaker, z_q.shape[0])
         if f0.shape != (z_q.shape[0], z_q.shape[-1]):
             raise SpeechVQError(f"f0 must have shape {(z_q.shape[0], z_q.shape[-1])}, got {tuple(f0.shape)}")
@@ -146,13 +173,15 @@ class SourceFilterDecoder(nn.Module):
                                      initial_phase=initial_phase, generator=generator)
         local = self.cond_stack(self.cond_in(z_q))
         voice = self.speaker_embedding(speaker)
+        mel = None if self.mel_head is None else self.mel_head(local, voice, f0)
+        conditioning = local if mel is None else torch.cat([local, mel], dim=1)
         if self.envelope is None:
-            return self.wavenet(self.source_in(source), local, voice, self.hop_length)[:, 0]
+            return self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0], mel
         amplitudes, noise = self.envelope(torch.cat([local, voice[:, :, None].expand(-1, -1, local.shape[-1])], 1))
         envelope = (harmonic_synth(f0, amplitudes, self.hop_length, self.sample_rate, initial_phase)
                     + filtered_noise(noise, self.hop_length, generator))
         source = torch.cat([source, envelope[:, None]], dim=1)
-        return envelope + self.wavenet(self.source_in(source), local, voice, self.hop_length)[:, 0]
+        return envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0], mel
 
     def f0_outputs(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log F0 in log-hertz (B, F), voicing logit (B, F)) predicted from detached z_q and the speaker."""
@@ -172,12 +201,14 @@ class SourceFilterDecoder(nn.Module):
         """Training terms for target wav (B, T), T <= 64 F, with its F0 (B, F) hertz.
 
         Returns scalars: ``stft_convergence``, ``stft_log_magnitude``, ``f0_loss`` (L1 of log F0
-        on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``, and
+        on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``,
+        ``mel_head_l1`` (the head's L1 to the target's normalised log-mel) with a head, and
         ``loss`` (their sum, the F0 and mel terms weighted).
         A random initial phase per item keeps the filter from memorising one.
         """
         phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
-        estimate = self(z_q, speaker, f0, initial_phase=phase)[:, : wav.shape[-1]]
+        estimate, mel = self._generate(z_q, speaker, f0, None, phase)
+        estimate = estimate[:, : wav.shape[-1]]
         convergence, log_magnitude = self.stft_loss(estimate, wav)
         log_f0, logit = self.f0_outputs(z_q, speaker)
         voiced = f0 > 0
@@ -188,4 +219,8 @@ class SourceFilterDecoder(nn.Module):
         if self.mel_loss is not None:
             terms["mel_l1"] = self.mel_loss(estimate, wav)
             total = total + self.mel_loss_weight * terms["mel_l1"]
+        if mel is not None:
+            frames = math.ceil(wav.shape[-1] / self.hop_length)
+            terms["mel_head_l1"] = (mel[..., :frames] - self.frame_mel(wav)).abs().mean()
+            total = total + self.mel_head_weight * terms["mel_head_l1"]
         return {**terms, "loss": total}
