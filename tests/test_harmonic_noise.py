@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechvq.models.source_filter import SourceFilterDecoder
-from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
+from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth, stft_filter
 
 HOP, SR = 64, 16000
 
@@ -85,5 +85,53 @@ def test_decoder_envelope_settings_are_checked():
     with pytest.raises(SpeechVQError, match="noise_bins"):
         SourceFilterDecoder(envelope_harmonics=8, envelope_noise_bins=1)
     decoder = SourceFilterDecoder(envelope_harmonics=8, envelope_noise_bins=33)  # n_fft 64 < 2 x hop 64
-    with pytest.raises(ValueError, match="noise_bins=33"):
+    with pytest.raises(ValueError, match="33 bins"):
         decoder(torch.randn(1, 64, 4), torch.tensor([0]), torch.full((1, 4), 100.0))
+
+
+def test_stft_filter_is_the_identity_at_gain_one_and_removes_a_stopband():
+    t = torch.arange(100 * HOP) / SR
+    low, high = torch.sin(2 * np.pi * 500 * t), torch.sin(2 * np.pi * 4000 * t)
+    signal = (low + high)[None]
+    ones = torch.ones(1, 129, 100)
+    assert torch.allclose(stft_filter(signal, ones, HOP), signal, atol=1e-5)
+    lowpass = ones.clone()
+    lowpass[:, 32:] = 0.0                                  # bins above 2 kHz (n_fft 256: 62.5 Hz per bin)
+    out = stft_filter(signal, lowpass, HOP)[0, 4 * HOP: -4 * HOP]
+    assert float((out - low[4 * HOP: -4 * HOP]).abs().max()) < 1e-3
+    with pytest.raises(ValueError, match="signal must have shape"):
+        stft_filter(signal[:, :-1], ones, HOP)
+
+
+def _filter_decoder(**extra) -> SourceFilterDecoder:
+    torch.manual_seed(0)
+    return SourceFilterDecoder(code_dim=8, num_speakers=3, speaker_dim=4, cond_channels=8, residual_channels=8,
+                               gate_channels=16, skip_channels=8, layers=4, **extra)
+
+
+def test_envelope_filter_starts_as_the_identity_and_scales_the_output_by_its_gain():
+    plain, filtered = _filter_decoder(), _filter_decoder(envelope_filter_bins=129)
+    args = (torch.randn(2, 8, 40), torch.tensor([0, 2]), torch.full((2, 40), 150.0))
+    generator = torch.Generator()
+    before = plain(*args, generator=generator.manual_seed(1))
+    assert torch.allclose(filtered(*args, generator=generator.manual_seed(1)), before, atol=1e-5)
+    with torch.no_grad():
+        filtered.envelope_filter[-1].bias.fill_(float(np.log(0.5)))
+    assert torch.allclose(filtered(*args, generator=generator.manual_seed(1)), 0.5 * before, atol=1e-5)
+
+
+def test_envelope_filter_learns_from_the_loss_and_hears_the_speaker():
+    decoder = _filter_decoder(envelope_filter_bins=65)
+    head = decoder.envelope_filter
+    optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
+    batch = (torch.randn(2, 2048) * 0.1, torch.randn(2, 8, 32), torch.tensor([0, 1]), torch.full((2, 32), 200.0))
+    for _ in range(2):                       # the zero-initialised output layer moves first, then what feeds it
+        optimiser.zero_grad()
+        decoder.loss(*batch)["loss"].backward()
+        assert head[-1].weight.grad.abs().sum() > 0
+        optimiser.step()
+    assert head[0].weight.grad[:, 8:].abs().sum() > 0      # input channels 8..11: the speaker embedding
+    from speechvq.errors import SpeechVQError
+
+    with pytest.raises(SpeechVQError, match="envelope_filter_bins"):
+        SourceFilterDecoder(envelope_filter_bins=40)

@@ -22,6 +22,21 @@ is part of the WaveNet's local conditioning, so the envelope is supervised direc
 only through the waveform's STFT loss::
 
     (z_q stack, speaker, F0) --MelHead--> log-mel (B, M, F); local conditioning = [z_q stack, log-mel]
+
+With ``envelope_filter_bins > 0`` a frame-rate head on the conditioning stack and the speaker
+predicts a log-gain per frequency bin and frame, and the WaveNet's output goes through that
+time-varying zero-phase filter (`stft_filter`; the head starts at gain 1), so the spectral
+envelope — the phone's formants and the speaker's average timbre — has a direct multiplicative
+knob instead of only the WaveNet's gates::
+
+    output = iSTFT(exp(g(z_q stack, speaker)) * STFT(WaveNet(...)))
+
+With ``adversarial_weight > 0`` training adds HiFi-GAN's least-squares adversarial and
+feature-matching terms against a multi-period/multi-scale discriminator
+(`speechvq.modules.discriminator`), which lives in the decoder and learns in the same backward
+pass (its own term on a detached output; the decoder's terms through detached judges). The
+discriminator only trains; generation never runs it.
+
 A small F0 predictor (its own conv stack on the detached code vectors and its own speaker
 embedding, so it never changes what the codes learn) gives a contour when none is known, for
 `decode` from codes and for prior samples.
@@ -37,8 +52,15 @@ from torch import nn
 
 from speechvq.errors import SpeechVQError
 from speechvq.modules.conv import ResStack1d
+from speechvq.modules.discriminator import (
+    MultiDiscriminator,
+    adversarial_loss,
+    discriminator_loss,
+    feature_matching_loss,
+    judge_frozen,
+)
 from speechvq.modules.excitation import harmonic_excitation
-from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth
+from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth, stft_filter
 from speechvq.modules.mel_head import FrameLogMel, MelHead
 from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 from speechvq.modules.wavenet import WaveNet
@@ -67,6 +89,11 @@ class SourceFilterDecoder(nn.Module):
         mel_head_bands: M, log-mel bands that a frame-rate acoustic model predicts and the WaveNet is
             conditioned on (0: no head).
         mel_head_weight: weight of its L1 term in `loss`.
+        envelope_filter_bins: N, frequency bins of the envelope filter on the output (n_fft = 2 (N - 1);
+            0: no filter).
+        adversarial_weight: weight of the adversarial term in `loss` (0: no discriminator).
+        feature_matching_weight: weight of the feature-matching term (with a discriminator).
+        discriminator_channels: base width of the discriminator's judges (a multiple of 4).
     """
 
     autoregressive = False
@@ -94,6 +121,10 @@ class SourceFilterDecoder(nn.Module):
         mel_loss_weight: float = 0.0,
         mel_head_bands: int = 0,
         mel_head_weight: float = 1.0,
+        envelope_filter_bins: int = 0,
+        adversarial_weight: float = 0.0,
+        feature_matching_weight: float = 2.0,
+        discriminator_channels: int = 16,
     ) -> None:
         super().__init__()
         if num_speakers < 1 or speaker_dim < 1:
@@ -143,6 +174,29 @@ class SourceFilterDecoder(nn.Module):
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss_weight = float(mel_loss_weight)
         self.mel_loss = LogMelLoss(sample_rate) if self.mel_loss_weight > 0 else None
+        # created after every other module, so that the others start as without it
+        if envelope_filter_bins < 0 or (envelope_filter_bins and 2 * (envelope_filter_bins - 1) < 2 * hop_length):
+            raise SpeechVQError(f"decoder envelope_filter_bins must be 0 or at least {hop_length + 1} "
+                                f"(n_fft = 2 (N - 1) >= 2 x hop), got {envelope_filter_bins}")
+        self.envelope_filter = None
+        if envelope_filter_bins:
+            self.envelope_filter = nn.Sequential(
+                nn.Conv1d(cond_channels + speaker_dim, cond_channels, 3, padding=1), nn.LeakyReLU(0.1),
+                nn.Conv1d(cond_channels, envelope_filter_bins, 1),
+            )
+            nn.init.zeros_(self.envelope_filter[-1].weight)  # log-gain 0: the filter starts as the identity
+            nn.init.zeros_(self.envelope_filter[-1].bias)
+        if adversarial_weight < 0 or feature_matching_weight < 0:
+            raise SpeechVQError(f"decoder adversarial_weight and feature_matching_weight must be >= 0, got "
+                                f"{adversarial_weight}, {feature_matching_weight}")
+        self.adversarial_weight = float(adversarial_weight)
+        self.feature_matching_weight = float(feature_matching_weight)
+        self.discriminator = None
+        if self.adversarial_weight > 0:
+            try:
+                self.discriminator = MultiDiscriminator(int(discriminator_channels))
+            except ValueError as exc:
+                raise SpeechVQError(f"decoder discriminator_channels: {exc}") from None
 
     def _check_speaker(self, speaker: torch.Tensor, batch: int) -> None:
         if speaker.dim() != 1 or speaker.shape[0] != batch:
@@ -175,13 +229,19 @@ class SourceFilterDecoder(nn.Module):
         voice = self.speaker_embedding(speaker)
         mel = None if self.mel_head is None else self.mel_head(local, voice, f0)
         conditioning = local if mel is None else torch.cat([local, mel], dim=1)
+        frame_features = torch.cat([local, voice[:, :, None].expand(-1, -1, local.shape[-1])], 1)
         if self.envelope is None:
-            return self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0], mel
-        amplitudes, noise = self.envelope(torch.cat([local, voice[:, :, None].expand(-1, -1, local.shape[-1])], 1))
-        envelope = (harmonic_synth(f0, amplitudes, self.hop_length, self.sample_rate, initial_phase)
-                    + filtered_noise(noise, self.hop_length, generator))
-        source = torch.cat([source, envelope[:, None]], dim=1)
-        return envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0], mel
+            wav = self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
+        else:
+            amplitudes, noise = self.envelope(frame_features)
+            envelope = (harmonic_synth(f0, amplitudes, self.hop_length, self.sample_rate, initial_phase)
+                        + filtered_noise(noise, self.hop_length, generator))
+            source = torch.cat([source, envelope[:, None]], dim=1)
+            wav = envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
+        if self.envelope_filter is not None:
+            log_gain = self.envelope_filter(frame_features).clamp(-10.0, 5.0)
+            wav = stft_filter(wav, log_gain.exp(), self.hop_length)
+        return wav, mel
 
     def f0_outputs(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log F0 in log-hertz (B, F), voicing logit (B, F)) predicted from detached z_q and the speaker."""
@@ -202,8 +262,9 @@ class SourceFilterDecoder(nn.Module):
 
         Returns scalars: ``stft_convergence``, ``stft_log_magnitude``, ``f0_loss`` (L1 of log F0
         on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``,
-        ``mel_head_l1`` (the head's L1 to the target's normalised log-mel) with a head, and
-        ``loss`` (their sum, the F0 and mel terms weighted).
+        ``mel_head_l1`` (the head's L1 to the target's normalised log-mel) with a head,
+        ``discriminator``, ``adversarial`` and ``feature_matching`` with a discriminator in
+        training mode, and ``loss`` (their sum, the F0, mel and generator terms weighted).
         A random initial phase per item keeps the filter from memorising one.
         """
         phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
@@ -223,4 +284,13 @@ class SourceFilterDecoder(nn.Module):
             frames = math.ceil(wav.shape[-1] / self.hop_length)
             terms["mel_head_l1"] = (mel[..., :frames] - self.frame_mel(wav)).abs().mean()
             total = total + self.mel_head_weight * terms["mel_head_l1"]
+        if self.discriminator is not None and self.training:
+            real, fake = wav[:, None], estimate[:, None]
+            judged_real = self.discriminator(real)
+            terms["discriminator"] = discriminator_loss(judged_real, self.discriminator(fake.detach()))
+            judged_fake = judge_frozen(self.discriminator, fake)
+            terms["adversarial"] = adversarial_loss(judged_fake)
+            terms["feature_matching"] = feature_matching_loss(judged_real, judged_fake)
+            total = (total + terms["discriminator"] + self.adversarial_weight * terms["adversarial"]
+                     + self.feature_matching_weight * terms["feature_matching"])
         return {**terms, "loss": total}

@@ -8,6 +8,9 @@ instead of being learnt by a sample-rate filter::
     harmonics: sum_k a_k(t) sin(k phi(t)),  a_k linearly interpolated from (B, K, F), phi continuous
     noise:     iSTFT(|H(f, frame)| * STFT(white noise)),  n_fft = 2 (N - 1), hop = samples per frame
 
+`stft_filter` is that time-varying zero-phase filter for any signal (the source-filter decoder's
+envelope filter applies it to its WaveNet's output).
+
 `HarmonicNoiseHead` maps frame features to the two parameter sets.
 """
 
@@ -45,23 +48,32 @@ def harmonic_synth(f0: torch.Tensor, amplitudes: torch.Tensor, hop: int, sample_
     return (amp * torch.sin(k * phase[:, None]) * audible).sum(dim=1)
 
 
-def filtered_noise(magnitudes: torch.Tensor, hop: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Noise-filter magnitudes (B, N, F) per frame -> (B, F * hop) filtered white noise.
+def stft_filter(signal: torch.Tensor, magnitudes: torch.Tensor, hop: int) -> torch.Tensor:
+    """Signal (B, F * hop) and per-frame magnitude responses (B, N, F) -> (B, F * hop) filtered signal.
 
-    White noise is taken to the STFT domain (n_fft = 2 (N - 1), Hann window of n_fft, the given hop),
-    each frame's bins are scaled by its magnitudes, and the result is resynthesised by overlap-add
-    (n_fft >= 2 hop, so that the windows overlap).
+    The signal is taken to the STFT domain (n_fft = 2 (N - 1), Hann window of n_fft, the given
+    hop, frame f centred on sample f * hop), each frame's bins are scaled by its magnitudes (zero
+    phase), and the result is resynthesised by overlap-add (n_fft >= 2 hop, so that the windows
+    overlap). Magnitudes of 1 return the signal unchanged.
     """
     batch, bins, frames = magnitudes.shape
     n_fft = 2 * (bins - 1)
     if n_fft < 2 * hop:
-        raise ValueError(f"noise filter needs n_fft = 2 (N - 1) >= 2 x hop {hop} (overlap-add), got noise_bins={bins}")
+        raise ValueError(f"STFT filter needs n_fft = 2 (N - 1) >= 2 x hop {hop} (overlap-add), got {bins} bins")
     length = frames * hop
-    noise = torch.rand(batch, length, generator=generator, device=magnitudes.device) * 2 - 1
+    if signal.shape != (batch, length):
+        raise ValueError(f"signal must have shape ({batch}, {length}), got {tuple(signal.shape)}")
     window = torch.hann_window(n_fft, device=magnitudes.device)
-    spec = torch.stft(noise, n_fft, hop, n_fft, window, pad_mode="constant", return_complex=True)  # (B, N, F + 1)
-    mags = torch.cat([magnitudes, magnitudes[:, :, -1:]], dim=-1)[:, :, : spec.shape[-1]].float()
+    spec = torch.stft(signal.float(), n_fft, hop, n_fft, window, pad_mode="constant", return_complex=True)
+    mags = torch.cat([magnitudes, magnitudes[:, :, -1:]], dim=-1)[:, :, : spec.shape[-1]].float()  # (B, N, F + 1)
     return torch.istft(spec * mags, n_fft, hop, n_fft, window, length=length)
+
+
+def filtered_noise(magnitudes: torch.Tensor, hop: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Noise-filter magnitudes (B, N, F) per frame -> (B, F * hop) white noise through `stft_filter`."""
+    batch, _, frames = magnitudes.shape
+    noise = torch.rand(batch, frames * hop, generator=generator, device=magnitudes.device) * 2 - 1
+    return stft_filter(noise, magnitudes, hop)
 
 
 class HarmonicNoiseHead(nn.Module):
