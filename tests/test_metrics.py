@@ -22,6 +22,8 @@ from speechvq.analysis.metrics import (  # noqa: E402
     cosine_similarity,
     dtw_path,
     envelope_dynamics_r2,
+    envelope_shape,
+    envelope_shape_error_db,
     f0_error_cents,
     mcd_frames,
     mel_cepstral_distortion,
@@ -246,6 +248,20 @@ def test_envelope_dynamics_r2_is_one_for_a_copy_and_ignores_gain_and_a_fixed_equ
     assert envelope_dynamics_r2(speech, 0.25 * speech) == pytest.approx(1.0, abs=1e-4)
     tilted = np.append(speech[0], speech[1:] - 0.5 * speech[:-1]).astype(np.float32)  # a fixed pre-emphasis
     assert envelope_dynamics_r2(speech, tilted) > 0.95
+
+
+def test_envelope_shape_error_ignores_gain_and_tells_a_voice_from_another(voices):
+    def error(reference, output):
+        return envelope_shape_error_db(envelope_shape(reference), envelope_shape(output))
+
+    speech = voices["m3"]
+    assert envelope_shape(speech).shape == (40,) and abs(float(envelope_shape(speech).mean())) < 1e-4
+    assert error(speech, speech) == 0.0 and error(speech, 0.25 * speech) < 0.1
+    tilted = np.append(speech[0], speech[1:] - 0.9 * speech[:-1]).astype(np.float32)  # +-10 dB across the bands
+    assert error(speech, tilted) > 3.0
+    # no alignment needed: the same voice on another sentence is nearer than another voice on the same one
+    assert error(speech, voices["m3_other"]) < error(speech, voices["f2"])
+    assert error(voices["f2"], voices["f2_other"]) < error(voices["f2"], speech)
 
 
 def test_envelope_dynamics_r2_falls_with_a_fixed_envelope_or_another_sentence(voices):

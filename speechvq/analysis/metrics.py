@@ -29,6 +29,11 @@ voicing, pitch and spectral flatness.
   to phone) that the output reproduces frame by frame. 1 for a copy, about 0.94 for WORLD
   analysis-resynthesis, 0 or below for a fixed spectral envelope. Gain and a fixed
   equalisation of the output do not change it; MCD measures those.
+* **Envelope shape error** (dB): what envelope dynamics leave out, the average spectral shape
+  (the speaker's timbre: mean formant positions, spectral tilt). Each signal's 40-band log-mel
+  averaged over its own frames within 35 dB of its loudest, the mean over bands removed (gain
+  does not count); the rms over bands of output minus reference. Needs no time alignment, so
+  it also compares a conversion with the target's recording of another take. 0 for a copy.
 
 All waveforms are (n,) float32 in [-1, 1] at 16 kHz unless stated.
 """
@@ -382,6 +387,22 @@ def envelope_r2(reference: np.ndarray, estimate: np.ndarray, range_db: float = E
     if total <= 1e-6 * dx.size:  # below 0.001 dB rms: nothing moves
         return None
     return 1.0 - float(np.sum((dy - dx) ** 2)) / total
+
+
+def envelope_shape(x: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> np.ndarray:
+    """(n,) float waveform -> (ENVELOPE_N_MELS,) average log-mel shape in dB, mean over bands 0.
+
+    The mean of `log_mel_db` over the frames within `range_db` dB of the loudest (mean over bands).
+    """
+    mel = log_mel_db(x)
+    level = mel.mean(axis=0)
+    shape = mel[:, level >= level.max() - range_db].mean(axis=1)
+    return shape - shape.mean()
+
+
+def envelope_shape_error_db(reference_shape: np.ndarray, output_shape: np.ndarray) -> float:
+    """Rms over bands (dB) of the difference of two `envelope_shape`s; 0 for a copy."""
+    return float(np.sqrt(np.mean((np.asarray(output_shape) - np.asarray(reference_shape)) ** 2)))
 
 
 def envelope_dynamics_r2(source: np.ndarray, output: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> float | None:

@@ -31,6 +31,9 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
 * ``envelope_r2``: for a reconstruction only, the share of the source's spectral-envelope
   movements that the output reproduces frame by frame (`metrics.envelope_dynamics_r2`: R^2 of
   band-mean-removed log-mel spectrograms; 1 for a copy, about 0.94 for WORLD resynthesis);
+* ``envelope_shape_db``: against the reference (the source's recording for a reconstruction, the
+  target speaker's for a conversion), the rms difference in dB of the two average spectral
+  shapes (`metrics.envelope_shape_error_db`: the speaker's timbre, which envelope_r2 leaves out);
 * ``output_log_f0``: the mean natural log of the output's F0 (hertz) over its voiced frames;
   ``f0_closer_to_target``: whether it is nearer the target speaker's mean log F0 than the
   source speaker's, each pooled over the voiced frames of the real utterances of that
@@ -67,6 +70,8 @@ from speechvq.analysis.metrics import (
     cosine_similarity,
     encode_codes,
     envelope_dynamics_r2,
+    envelope_shape,
+    envelope_shape_error_db,
     f0_error_cents,
     mcd_frames,
     mcep_features,
@@ -87,7 +92,7 @@ from speechvq.inference.convert import CONVERSIONS_FILE
 CONVERSION_KEYS = ("source", "source_speaker", "utterance", "target_speaker", "output")
 METRICS = ("target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
            "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness", "source_flatness",
-           "flatness_ratio", "envelope_r2", "output_log_f0", "f0_closer_to_target")
+           "flatness_ratio", "envelope_r2", "envelope_shape_db", "output_log_f0", "f0_closer_to_target")
 DEFAULT_MAX_REFERENCE_UTTERANCES = 20
 F0_HOP_LENGTH = 160  # 10 ms WORLD frames at 16 kHz for the voicing and pitch metrics
 _MIC_SUFFIX = re.compile(r"_mic[12]$")
@@ -248,6 +253,7 @@ def score_conversions(
     encoder = speaker_encoder or SpeakerEncoder(device="cpu")
     embed = _Cache(lambda path: encoder.embed(load_audio(path)))
     features = _Cache(lambda path: mcep_features(load_audio(path), f0_method=f0_method))
+    shape = _Cache(lambda path: envelope_shape(load_audio(path)))
     pitch = _Cache(lambda path: world_f0(load_audio(path), hop_length=F0_HOP_LENGTH))
     flatness = _Cache(lambda path: spectral_flatness(load_audio(path)))
 
@@ -284,6 +290,7 @@ def score_conversions(
                 row["closer_to_target"] = row["target_similarity"] > row["source_similarity"]
             if reference is not None:
                 row["mcd_db"] = mcd_frames(features(reference.path), features(conv.output))
+                row["envelope_shape_db"] = envelope_shape_error_db(shape(reference.path), shape(conv.output))
             if vqvae is not None:
                 codes = encode_codes(vqvae, load_audio(conv.output), device)
                 source_wav = load_audio(conv.source)
@@ -367,6 +374,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "f0_closer_to_target": mean("f0_closer_to_target"),
         "flatness_ratio": mean("flatness_ratio"),
         "envelope_r2": mean("envelope_r2"),
+        "envelope_shape_db": mean("envelope_shape_db"),
     }
 
 
@@ -375,10 +383,11 @@ def format_summary(result: dict) -> str:
 
     Columns: speaker similarity to the target and source, share closer to the target, MCD (dB),
     code and phone agreement, voiced retention, median F0 error (cents), flatness ratio, envelope
-    dynamics R^2 (reconstructions) and share whose F0 is closer to the target's.
+    dynamics R^2 (reconstructions), envelope shape error (dB) and share whose F0 is closer to the target's.
     """
     header = (f"{'pair':<24} {'n':>4} {'sim tgt':>8} {'sim src':>8} {'closer':>7} {'MCD dB':>7} "
-              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'env R2':>6} {'F0 cl':>6}")
+              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'env R2':>6} {'shape':>6} "
+              f"{'F0 cl':>6}")
     lines = [header, "-" * len(header)]
     if result.get("real"):
         lines.insert(0, "real recordings of the target speakers (the ceiling)")
@@ -388,7 +397,8 @@ def format_summary(result: dict) -> str:
                      f"{_fmt(agg['mcd_db'], 7, 2)} {_fmt(agg['code_agreement'], 6, 3)} "
                      f"{_fmt(agg['phone_agreement'], 6, 3)} {_fmt(agg['voiced_retention'], 6, 3)} "
                      f"{_fmt(agg['f0_error_cents'], 6, 0)} {_fmt(agg['flatness_ratio'], 6, 2)} "
-                     f"{_fmt(agg['envelope_r2'], 6, 3)} {_fmt(agg['f0_closer_to_target'], 6, 2)}")
+                     f"{_fmt(agg['envelope_r2'], 6, 3)} {_fmt(agg['envelope_shape_db'], 6, 2)} "
+                     f"{_fmt(agg['f0_closer_to_target'], 6, 2)}")
     return "\n".join(lines)
 
 
