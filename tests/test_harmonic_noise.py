@@ -135,3 +135,19 @@ def test_envelope_filter_learns_from_the_loss_and_hears_the_speaker():
 
     with pytest.raises(SpeechVQError, match="envelope_filter_bins"):
         SourceFilterDecoder(envelope_filter_bins=40)
+
+
+def test_a_speaker_only_envelope_filter_is_one_fixed_equaliser_per_speaker():
+    decoder = _filter_decoder(envelope_filter_bins=65, envelope_filter_codes=False)
+    assert decoder.envelope_filter[0].in_channels == 4          # the speaker embedding's channels, no codes
+    with torch.no_grad():
+        decoder.envelope_filter[-1].weight.normal_()
+        voice = decoder.speaker_embedding(torch.tensor([0, 1]))[:, :, None].expand(-1, -1, 30)
+        gains = decoder.envelope_filter(voice)                  # what the decoder computes for 30 frames
+        assert torch.allclose(gains[..., 1:-1], gains[..., 1:2].expand(-1, -1, 28), atol=1e-5)  # fixed in time
+        assert float((gains[0] - gains[1]).abs().mean()) > 1e-3                                 # per speaker
+        z_q = torch.randn(1, 8, 40)
+        generator = torch.Generator()
+        one = decoder(z_q, torch.tensor([0]), torch.full((1, 40), 150.0), generator=generator.manual_seed(1))
+        other = decoder(z_q, torch.tensor([1]), torch.full((1, 40), 150.0), generator=generator.manual_seed(1))
+    assert float((one - other).abs().mean()) > 1e-4

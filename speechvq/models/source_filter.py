@@ -31,6 +31,8 @@ knob instead of only the WaveNet's gates::
 
     output = iSTFT(exp(g(z_q stack, speaker)) * STFT(WaveNet(...)))
 
+(``envelope_filter_codes=False``: g hears the speaker alone, a fixed equaliser per speaker.)
+
 With ``adversarial_weight > 0`` training adds HiFi-GAN's least-squares adversarial and
 feature-matching terms against a multi-period/multi-scale discriminator
 (`speechvq.modules.discriminator`), which lives in the decoder and learns in the same backward
@@ -91,6 +93,8 @@ class SourceFilterDecoder(nn.Module):
         mel_head_weight: weight of its L1 term in `loss`.
         envelope_filter_bins: N, frequency bins of the envelope filter on the output (n_fft = 2 (N - 1);
             0: no filter).
+        envelope_filter_codes: the filter hears the codes and the speaker (a per-frame envelope);
+            False: the speaker only (one fixed equaliser per speaker, no timbre from the codes).
         adversarial_weight: weight of the adversarial term in `loss` (0: no discriminator).
         feature_matching_weight: weight of the feature-matching term (with a discriminator).
         discriminator_channels: base width of the discriminator's judges (a multiple of 4).
@@ -122,6 +126,7 @@ class SourceFilterDecoder(nn.Module):
         mel_head_bands: int = 0,
         mel_head_weight: float = 1.0,
         envelope_filter_bins: int = 0,
+        envelope_filter_codes: bool = True,
         adversarial_weight: float = 0.0,
         feature_matching_weight: float = 2.0,
         discriminator_channels: int = 16,
@@ -179,9 +184,11 @@ class SourceFilterDecoder(nn.Module):
             raise SpeechVQError(f"decoder envelope_filter_bins must be 0 or at least {hop_length + 1} "
                                 f"(n_fft = 2 (N - 1) >= 2 x hop), got {envelope_filter_bins}")
         self.envelope_filter = None
+        self.envelope_filter_codes = bool(envelope_filter_codes)
         if envelope_filter_bins:
             self.envelope_filter = nn.Sequential(
-                nn.Conv1d(cond_channels + speaker_dim, cond_channels, 3, padding=1), nn.LeakyReLU(0.1),
+                nn.Conv1d(cond_channels * bool(envelope_filter_codes) + speaker_dim, cond_channels, 3, padding=1),
+                nn.LeakyReLU(0.1),
                 nn.Conv1d(cond_channels, envelope_filter_bins, 1),
             )
             nn.init.zeros_(self.envelope_filter[-1].weight)  # log-gain 0: the filter starts as the identity
@@ -239,7 +246,8 @@ class SourceFilterDecoder(nn.Module):
             source = torch.cat([source, envelope[:, None]], dim=1)
             wav = envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
         if self.envelope_filter is not None:
-            log_gain = self.envelope_filter(frame_features).clamp(-10.0, 5.0)
+            heard = frame_features if self.envelope_filter_codes else frame_features[:, local.shape[1]:]
+            log_gain = self.envelope_filter(heard).clamp(-10.0, 5.0)
             wav = stft_filter(wav, log_gain.exp(), self.hop_length)
         return wav, mel
 
