@@ -33,6 +33,17 @@ Judgement = list[tuple[torch.Tensor, list[torch.Tensor]]]
 SLOPE = 0.1  # leaky ReLU slope of HiFi-GAN's discriminators
 
 
+def _judge(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU convolutions, then the output convolution: (logits (B, N), every layer's output)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """One period p: (B, 1, T) -> reflect-padded to a multiple of p, folded to (B, 1, T / p, p), 2-D convs."""
 
@@ -53,14 +64,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-length) % self.period
         if pad:
             wav = F.pad(wav, (0, pad), mode="reflect" if pad < length else "constant")
-        x = wav.view(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.post, wav.view(batch, 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -81,13 +85,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = nn.Conv1d(8 * c, 1, 3, 1, padding=1)
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, features = wav, []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.post, wav)
 
 
 class MultiDiscriminator(nn.Module):
