@@ -1,4 +1,4 @@
-"""tools/bench_train.py runs the CPU product's preset: the source-filter decoder as a unit vocoder."""
+"""The benchmarks run: bench_train.py on the CPU preset (a unit vocoder), bench_source_filter.py with its baseline."""
 
 import subprocess
 import sys
@@ -21,3 +21,13 @@ def test_source_filter_preset_as_a_unit_vocoder_with_an_override():
     assert float(values["samples_per_second"]) > 0
     default = _run("--preset", "tiny_sf", "--frozen-units")
     assert int(default["parameters"]) > int(values["parameters"])  # the override reached the model
+
+
+def test_source_filter_generation_bench_times_the_envelope_filter_beside_the_plain_decoder():
+    tool = TOOL.parent / "bench_source_filter.py"
+    out = subprocess.run([sys.executable, str(tool), "--seconds", "0.2", "--repeats", "1", "--ar-seconds", "0.02"],
+                         check=True, capture_output=True, text=True, cwd=TOOL.parents[1])
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert float(values["source_filter_seconds_per_call"]) > 0 and float(values["realtime_factor"]) > 0
+    assert float(values["without_envelope_filter_seconds_per_call"]) > 0
+    assert -1.0 < float(values["envelope_filter_time_share"]) < 1.0

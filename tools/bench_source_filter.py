@@ -2,8 +2,10 @@
 
 Builds a `SourceFilterDecoder` of the tiny_sf shape (configs/model/tiny_sf.yaml) with random
 weights, random code vectors and a voiced F0 contour, and times generation of --seconds of
-audio per stream (excitation + filter, no gradient). For comparison it also times the
-autoregressive tiny WaveNet's cached generator on the same length (--ar-seconds of it, scaled).
+audio per stream (excitation + filter, no gradient); the same decoder without its envelope
+filter (``envelope_filter_bins=0``) is timed beside it (``envelope_filter_time_share=``).
+For comparison it also times the autoregressive tiny WaveNet's cached generator on the
+same length (--ar-seconds of it, scaled).
 
 Prints name=value lines; the last is ``realtime_factor=`` (seconds of audio generated per
 second of compute, all streams together) of the source-filter decoder.
@@ -54,6 +56,12 @@ def main() -> None:
     audio = args.batch * frames * HOP / SAMPLE_RATE
     print(f"source_filter_parameters={sum(p.numel() for p in sf.parameters())}")
     print(f"source_filter_seconds_per_call={seconds:.4f}")
+    plain_config = OmegaConf.merge(configs["tiny_sf"], {"decoder": {"envelope_filter_bins": 0}})
+    plain = build_decoder(plain_config, num_speakers=4).eval()
+    with torch.inference_mode():
+        plain_seconds = _time(lambda: plain(z_q, speaker, f0), args.repeats)
+    print(f"without_envelope_filter_seconds_per_call={plain_seconds:.4f}")
+    print(f"envelope_filter_time_share={1 - plain_seconds / seconds:.3f}")
 
     ar = build_decoder(configs["tiny"], num_speakers=4).eval()
     ar_frames = int(args.ar_seconds * SAMPLE_RATE) // HOP
