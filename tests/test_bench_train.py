@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_train.py"
 
 
@@ -28,6 +30,8 @@ def test_source_filter_generation_bench_times_the_envelope_filter_beside_the_pla
     out = subprocess.run([sys.executable, str(tool), "--seconds", "0.2", "--repeats", "1", "--ar-seconds", "0.02"],
                          check=True, capture_output=True, text=True, cwd=TOOL.parents[1])
     values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    assert float(values["source_filter_seconds_per_call"]) > 0 and float(values["realtime_factor"]) > 0
-    assert float(values["without_envelope_filter_seconds_per_call"]) > 0
-    assert -1.0 < float(values["envelope_filter_time_share"]) < 1.0
+    with_filter, without = (float(values[k]) for k in ("source_filter_seconds_per_call",
+                                                        "without_envelope_filter_seconds_per_call"))
+    assert with_filter > 0 and without > 0 and float(values["realtime_factor"]) > 0
+    # the share is 1 - without / with (timings vary on a loaded machine; the relation does not)
+    assert float(values["envelope_filter_time_share"]) == pytest.approx(1 - without / with_filter, abs=0.05)
