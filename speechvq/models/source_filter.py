@@ -236,17 +236,17 @@ class SourceFilterDecoder(nn.Module):
         voice = self.speaker_embedding(speaker)
         mel = None if self.mel_head is None else self.mel_head(local, voice, f0)
         conditioning = local if mel is None else torch.cat([local, mel], dim=1)
-        frame_features = torch.cat([local, voice[:, :, None].expand(-1, -1, local.shape[-1])], 1)
+        speaker_frames = voice[:, :, None].expand(-1, -1, local.shape[-1])  # (B, S, F), a view
         if self.envelope is None:
             wav = self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
         else:
-            amplitudes, noise = self.envelope(frame_features)
+            amplitudes, noise = self.envelope(torch.cat([local, speaker_frames], 1))
             envelope = (harmonic_synth(f0, amplitudes, self.hop_length, self.sample_rate, initial_phase)
                         + filtered_noise(noise, self.hop_length, generator))
             source = torch.cat([source, envelope[:, None]], dim=1)
             wav = envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
         if self.envelope_filter is not None:
-            heard = frame_features if self.envelope_filter_codes else frame_features[:, local.shape[1]:]
+            heard = torch.cat([local, speaker_frames], 1) if self.envelope_filter_codes else speaker_frames
             log_gain = self.envelope_filter(heard).clamp(-10.0, 5.0)
             wav = stft_filter(wav, log_gain.exp(), self.hop_length)
         return wav, mel
