@@ -64,6 +64,7 @@ from speechvq.modules.discriminator import (
 from speechvq.modules.excitation import harmonic_excitation
 from speechvq.modules.harmonic_noise import HarmonicNoiseHead, filtered_noise, harmonic_synth, stft_filter
 from speechvq.modules.mel_head import FrameLogMel, MelHead
+from speechvq.modules.speaker_judge import SpeakerJudge, centre_log_f0
 from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 from speechvq.modules.wavenet import WaveNet
 
@@ -98,6 +99,12 @@ class SourceFilterDecoder(nn.Module):
         adversarial_weight: weight of the adversarial term in `loss` (0: no discriminator).
         feature_matching_weight: weight of the feature-matching term (with a discriminator).
         discriminator_channels: base width of the discriminator's judges (a multiple of 4).
+        speaker_judge_weight: weight of the speaker judge's terms on the outputs in `loss` (0: no judge).
+        speaker_judge_conversions: the judge also hears a conversion of each item (one more forward
+            pass); False: the reconstructions only.
+        speaker_judge_fakes: the judge also learns to call the decoder's outputs "generated" (one
+            more class), so that an output can name its speaker only by sounding real.
+        speaker_judge_channels: width of the judge's convolutions.
     """
 
     autoregressive = False
@@ -130,6 +137,10 @@ class SourceFilterDecoder(nn.Module):
         adversarial_weight: float = 0.0,
         feature_matching_weight: float = 2.0,
         discriminator_channels: int = 16,
+        speaker_judge_weight: float = 0.0,
+        speaker_judge_conversions: bool = True,
+        speaker_judge_fakes: bool = False,
+        speaker_judge_channels: int = 128,
     ) -> None:
         super().__init__()
         if num_speakers < 1 or speaker_dim < 1:
@@ -204,6 +215,21 @@ class SourceFilterDecoder(nn.Module):
                 self.discriminator = MultiDiscriminator(int(discriminator_channels))
             except ValueError as exc:
                 raise SpeechVQError(f"decoder discriminator_channels: {exc}") from None
+        if speaker_judge_weight < 0:
+            raise SpeechVQError(f"decoder speaker_judge_weight must be >= 0, got {speaker_judge_weight}")
+        self.speaker_judge_weight = float(speaker_judge_weight)
+        self.speaker_judge_conversions = bool(speaker_judge_conversions)
+        self.speaker_judge_fakes = bool(speaker_judge_fakes)
+        self.speaker_judge = None
+        if self.speaker_judge_weight > 0:
+            try:
+                self.speaker_judge = SpeakerJudge(num_speakers + self.speaker_judge_fakes, int(speaker_judge_channels),
+                                                  sample_rate=sample_rate)
+            except ValueError as exc:
+                raise SpeechVQError(f"decoder speaker_judge_channels: {exc}") from None
+            # per speaker: the sum and number of the training segments' mean log-F0 (log-hertz)
+            self.register_buffer("speaker_log_f0_sum", torch.zeros(num_speakers))
+            self.register_buffer("speaker_log_f0_count", torch.zeros(num_speakers))
 
     def _check_speaker(self, speaker: torch.Tensor, batch: int) -> None:
         if speaker.dim() != 1 or speaker.shape[0] != batch:
@@ -272,7 +298,8 @@ class SourceFilterDecoder(nn.Module):
         on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``,
         ``mel_head_l1`` (the head's L1 to the target's normalised log-mel) with a head,
         ``discriminator``, ``adversarial`` and ``feature_matching`` with a discriminator in
-        training mode, and ``loss`` (their sum, the F0, mel and generator terms weighted).
+        training mode, the speaker judge's terms with a judge in training mode (`_speaker_terms`),
+        and ``loss`` (their sum, the F0, mel and generator terms weighted).
         A random initial phase per item keeps the filter from memorising one.
         """
         phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
@@ -301,4 +328,49 @@ class SourceFilterDecoder(nn.Module):
             terms["feature_matching"] = feature_matching_loss(judged_real, judged_fake)
             total = (total + terms["discriminator"] + self.adversarial_weight * terms["adversarial"]
                      + self.feature_matching_weight * terms["feature_matching"])
+        if self.speaker_judge is not None and self.training:
+            total = total + self._speaker_terms(terms, wav, estimate, z_q, speaker, f0, phase)
         return {**terms, "loss": total}
+
+    def _speaker_terms(self, terms: dict[str, torch.Tensor], wav: torch.Tensor, estimate: torch.Tensor,
+                       z_q: torch.Tensor, speaker: torch.Tensor, f0: torch.Tensor,
+                       phase: torch.Tensor) -> torch.Tensor:
+        """The speaker judge's terms for target wav (B, T) and its reconstruction (B, T); returns their sum.
+
+        Adds to `terms`: ``speaker_own`` (the reconstructions judged against their speaker);
+        with conversions and more than one speaker, ``speaker_converted`` (each item's codes
+        rendered with a random other speaker's embedding and mean log-F0, judged against that
+        speaker) and ``speaker_converted_accuracy``; and ``speaker_judge``, the only term that
+        trains the judge: its cross-entropy on the real segments, plus (``speaker_judge_fakes``)
+        on those outputs, detached, as the extra class "generated". The output terms go through
+        the frozen judge and are weighted by ``speaker_judge_weight``. Updates the running
+        log-F0 means first.
+        """
+        judge = self.speaker_judge
+        with torch.no_grad():
+            voiced = f0 > 0
+            frames = voiced.sum(-1)
+            segment_mean = (f0.clamp(min=1e-3).log() * voiced).sum(-1) / frames.clamp(min=1)
+            self.speaker_log_f0_sum.index_add_(0, speaker, segment_mean * (frames > 0))
+            self.speaker_log_f0_count.index_add_(0, speaker, (frames > 0).float())
+        outputs = [estimate]
+        terms["speaker_own"] = F.cross_entropy(judge_frozen(judge, estimate), speaker)
+        generator = terms["speaker_own"]
+        if self.speaker_judge_conversions and self.num_speakers > 1:
+            offset = torch.randint(1, self.num_speakers, speaker.shape, device=speaker.device)
+            target = (speaker + offset) % self.num_speakers
+            count = self.speaker_log_f0_count[target]
+            contour = torch.where((count > 0)[:, None],
+                                  centre_log_f0(f0, self.speaker_log_f0_sum[target] / count.clamp(min=1)), f0)
+            converted = self._generate(z_q, target, contour, None, phase)[0][:, : wav.shape[-1]]
+            outputs.append(converted)
+            logits = judge_frozen(judge, converted)
+            terms["speaker_converted"] = F.cross_entropy(logits, target)
+            terms["speaker_converted_accuracy"] = (logits.argmax(-1) == target).float().mean()
+            generator = generator + terms["speaker_converted"]
+        terms["speaker_judge"] = F.cross_entropy(judge(wav), speaker)
+        if self.speaker_judge_fakes:
+            fakes = torch.cat([x.detach() for x in outputs])
+            generated = torch.full((fakes.shape[0],), self.num_speakers, dtype=torch.long, device=fakes.device)
+            terms["speaker_judge"] = terms["speaker_judge"] + F.cross_entropy(judge(fakes), generated)
+        return terms["speaker_judge"] + self.speaker_judge_weight * generator

@@ -115,10 +115,13 @@ class MultiDiscriminator(nn.Module):
         return out
 
 
-def judge_frozen(discriminator: nn.Module, wav: torch.Tensor) -> Judgement:
-    """`discriminator(wav)` with its parameters detached: gradients reach `wav`, never the judge."""
-    params = {name: p.detach() for name, p in discriminator.named_parameters()}
-    return functional_call(discriminator, params, (wav,))
+def judge_frozen(judge: nn.Module, wav: torch.Tensor):
+    """`judge(wav)` with its parameters detached: gradients reach `wav`, never the judge.
+
+    Returns what `judge` returns (a `Judgement` for a `MultiDiscriminator`).
+    """
+    params = {name: p.detach() for name, p in judge.named_parameters()}
+    return functional_call(judge, params, (wav,))
 
 
 def discriminator_loss(real: Judgement, fake: Judgement) -> torch.Tensor:
