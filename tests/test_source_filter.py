@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from speechvq.f0 import F0Stats, f0_stats, f0_track_bits, map_f0, world_f0
 from speechvq.models.source_filter import SourceFilterDecoder
@@ -67,11 +68,25 @@ def test_log_mel_loss_zero_for_identical_and_grows_with_a_formant_shift():
     assert 0 < float(loss(near[None], vowel[None])) < float(loss(shifted[None], vowel[None]))
 
 
-def test_mel_term_is_in_the_loss_but_not_in_the_checkpoint():
+def test_the_average_spectrum_term_hears_the_timbre_not_the_frames():
+    torch.manual_seed(0)
+    loss = LogMelLoss()
+    a, b = torch.randn(3, 32000), torch.randn(3, 32000)  # two draws of one spectrum: every frame differs
+    assert 5 * float(loss.average(a, b)) < float(loss(a, b))
+    assert float(loss.average(2 * a, a)) == pytest.approx(math.log(2.0), rel=1e-4)  # a gain moves every band
+    tilted = torchaudio.functional.lowpass_biquad(a, SR, 1000.0)
+    assert float(loss.average(tilted, a)) > 1.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        loss.average(a, b[:, :16000])
+
+
+@pytest.mark.parametrize("weight,term", [("mel_loss_weight", "mel_l1"),
+                                         ("average_spectrum_weight", "average_spectrum_l1")])
+def test_mel_terms_are_in_the_loss_but_not_in_the_checkpoint(weight, term):
     torch.manual_seed(0)
     kwargs = dict(code_dim=8, num_speakers=2, speaker_dim=4, cond_channels=8, residual_channels=8, gate_channels=16,
                   skip_channels=8, layers=4)
-    with_mel, without = SourceFilterDecoder(**kwargs, mel_loss_weight=2.0), SourceFilterDecoder(**kwargs)
+    with_mel, without = SourceFilterDecoder(**kwargs, **{weight: 2.0}), SourceFilterDecoder(**kwargs)
     assert with_mel.state_dict().keys() == without.state_dict().keys()
     without.load_state_dict(with_mel.state_dict())
     args = (torch.randn(2, 2048) * 0.1, torch.randn(2, 8, 32), torch.tensor([0, 1]), torch.full((2, 32), 200.0))
@@ -79,8 +94,8 @@ def test_mel_term_is_in_the_loss_but_not_in_the_checkpoint():
     terms = with_mel.loss(*args)
     torch.manual_seed(1)
     plain = without.loss(*args)
-    assert "mel_l1" in terms and "mel_l1" not in plain and float(terms["mel_l1"].detach()) > 0
-    total, rest, mel = (float(t.detach()) for t in (terms["loss"], plain["loss"], terms["mel_l1"]))
+    assert term in terms and term not in plain and float(terms[term].detach()) > 0
+    total, rest, mel = (float(t.detach()) for t in (terms["loss"], plain["loss"], terms[term]))
     assert total == pytest.approx(rest + 2.0 * mel, rel=1e-5)
 
 

@@ -89,6 +89,8 @@ class SourceFilterDecoder(nn.Module):
         envelope_noise_bins: N, bins of its noise filter (n_fft = 2 (N - 1)).
         envelope_channels: width of its hidden convolutions.
         mel_loss_weight: weight of a log-mel L1 term in `loss` (0: the STFT loss alone).
+        average_spectrum_weight: weight of an L1 term between the log long-term average mel spectra
+            of output and target in `loss` (`LogMelLoss.average`; 0: none).
         mel_head_bands: M, log-mel bands that a frame-rate acoustic model predicts and the WaveNet is
             conditioned on (0: no head).
         mel_head_weight: weight of its L1 term in `loss`.
@@ -130,6 +132,7 @@ class SourceFilterDecoder(nn.Module):
         envelope_noise_bins: int = 65,
         envelope_channels: int = 64,
         mel_loss_weight: float = 0.0,
+        average_spectrum_weight: float = 0.0,
         mel_head_bands: int = 0,
         mel_head_weight: float = 1.0,
         envelope_filter_bins: int = 0,
@@ -190,6 +193,10 @@ class SourceFilterDecoder(nn.Module):
         self.stft_loss = MultiResolutionSTFTLoss()
         self.mel_loss_weight = float(mel_loss_weight)
         self.mel_loss = LogMelLoss(sample_rate) if self.mel_loss_weight > 0 else None
+        if average_spectrum_weight < 0:
+            raise SpeechVQError(f"decoder average_spectrum_weight must be >= 0, got {average_spectrum_weight}")
+        self.average_spectrum_weight = float(average_spectrum_weight)
+        self.average_spectrum_loss = LogMelLoss(sample_rate) if self.average_spectrum_weight > 0 else None
         # created after every other module, so that the others start as without it
         if envelope_filter_bins < 0 or (envelope_filter_bins and 2 * (envelope_filter_bins - 1) < 2 * hop_length):
             raise SpeechVQError(f"decoder envelope_filter_bins must be 0 or at least {hop_length + 1} "
@@ -296,6 +303,7 @@ class SourceFilterDecoder(nn.Module):
 
         Returns scalars: ``stft_convergence``, ``stft_log_magnitude``, ``f0_loss`` (L1 of log F0
         on voiced frames + voicing cross-entropy), ``mel_l1`` when ``mel_loss_weight > 0``,
+        ``average_spectrum_l1`` when ``average_spectrum_weight > 0``,
         ``mel_head_l1`` (the head's L1 to the target's normalised log-mel) with a head,
         ``discriminator``, ``adversarial`` and ``feature_matching`` with a discriminator in
         training mode, the speaker judge's terms with a judge in training mode (`_speaker_terms`),
@@ -315,6 +323,9 @@ class SourceFilterDecoder(nn.Module):
         if self.mel_loss is not None:
             terms["mel_l1"] = self.mel_loss(estimate, wav)
             total = total + self.mel_loss_weight * terms["mel_l1"]
+        if self.average_spectrum_loss is not None:
+            terms["average_spectrum_l1"] = self.average_spectrum_loss.average(estimate, wav)
+            total = total + self.average_spectrum_weight * terms["average_spectrum_l1"]
         if mel is not None:
             frames = math.ceil(wav.shape[-1] / self.hop_length)
             terms["mel_head_l1"] = (mel[..., :frames] - self.frame_mel(wav)).abs().mean()

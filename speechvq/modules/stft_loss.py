@@ -55,6 +55,10 @@ class MultiResolutionSTFTLoss(nn.Module):
 class LogMelLoss(nn.Module):
     """(B, T) estimate and (B, T) target waveforms -> mean |log mel(estimate) - log mel(target)|.
 
+    `average` compares instead each item's long-term average spectrum, the mel magnitudes
+    averaged over the frames: the speaker's timbre and the recording's tilt, whatever the
+    phones.
+
     Args:
         sample_rate: hertz.
         n_fft, hop_length: of the STFT (Hann window of n_fft).
@@ -72,10 +76,20 @@ class LogMelLoss(nn.Module):
             self.n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate), persistent=False)  # (bins, mels)
 
     def _mel(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, frames, mels) mel magnitudes, floored at eps."""
         spec = torch.stft(x.float(), self.n_fft, self.hop_length, self.n_fft, self.window, return_complex=True)
-        return (spec.abs().transpose(1, 2) @ self.filterbank).clamp(min=self.eps).log()
+        return (spec.abs().transpose(1, 2) @ self.filterbank).clamp(min=self.eps)
 
-    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _check(estimate: torch.Tensor, target: torch.Tensor) -> None:
         if estimate.shape != target.shape:
             raise ValueError(f"estimate {tuple(estimate.shape)} and target {tuple(target.shape)} differ in shape")
-        return (self._mel(estimate) - self._mel(target)).abs().mean()
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check(estimate, target)
+        return (self._mel(estimate).log() - self._mel(target).log()).abs().mean()
+
+    def average(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean over items and bands of |log mean_frames mel(estimate) - log mean_frames mel(target)|."""
+        self._check(estimate, target)
+        return (self._mel(estimate).mean(1).log() - self._mel(target).mean(1).log()).abs().mean()
