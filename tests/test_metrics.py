@@ -24,6 +24,7 @@ from speechvq.analysis.metrics import (  # noqa: E402
     envelope_dynamics_r2,
     envelope_shape,
     envelope_shape_error_db,
+    envelope_tilt_db,
     f0_error_cents,
     mcd_frames,
     mel_cepstral_distortion,
@@ -262,6 +263,20 @@ def test_envelope_shape_error_ignores_gain_and_tells_a_voice_from_another(voices
     # no alignment needed: the same voice on another sentence is nearer than another voice on the same one
     assert error(speech, voices["m3_other"]) < error(speech, voices["f2"])
     assert error(voices["f2"], voices["f2_other"]) < error(voices["f2"], speech)
+
+
+def test_envelope_tilt_is_zero_for_a_gain_and_signed_by_the_brighter_side(voices):
+    speech = voices["m3"]
+    reference = envelope_shape(speech)
+    assert envelope_tilt_db(reference, reference) == 0.0
+    assert abs(envelope_tilt_db(reference, envelope_shape(0.25 * speech))) < 0.1
+    brighter = np.append(speech[0], speech[1:] - 0.9 * speech[:-1]).astype(np.float32)  # first difference: +6 dB/octave
+    darker = np.cumsum(speech * 0.1).astype(np.float32)  # running sum: -6 dB/octave
+    assert envelope_tilt_db(reference, envelope_shape(brighter)) > 5.0
+    assert envelope_tilt_db(reference, envelope_shape(darker)) < -5.0
+    # antisymmetric: the reference judged against the output
+    assert envelope_tilt_db(envelope_shape(brighter), reference) == pytest.approx(
+        -envelope_tilt_db(reference, envelope_shape(brighter)))
 
 
 def test_envelope_dynamics_r2_falls_with_a_fixed_envelope_or_another_sentence(voices):

@@ -101,6 +101,7 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert failed["mcd_db"] > 1.0  # B's voice against A's recording of k1
     assert good["envelope_shape_db"] == 0.0 and recon["envelope_shape_db"] == 0.0  # copies of their references
     assert failed["envelope_shape_db"] > 0.0 and missing["envelope_shape_db"] is None
+    assert good["envelope_tilt_db"] == 0.0 and missing["envelope_tilt_db"] is None
     # Speaker similarity: the conversion to B sounds like B, the failed one too.
     assert good["closer_to_target"] is True and good["target_similarity"] > good["source_similarity"]
     assert failed["closer_to_target"] is False

@@ -405,6 +405,18 @@ def envelope_shape_error_db(reference_shape: np.ndarray, output_shape: np.ndarra
     return float(np.sqrt(np.mean((np.asarray(output_shape) - np.asarray(reference_shape)) ** 2)))
 
 
+def envelope_tilt_db(reference_shape: np.ndarray, output_shape: np.ndarray) -> float:
+    """How much brighter `output_shape` is than `reference_shape` (two `envelope_shape`s), in dB.
+
+    The mean over the upper half of the bands (above about 1.8 kHz at 16 kHz) of their
+    difference, less its mean over the lower half: positive where the output has more energy
+    at high frequencies, relative to low ones, than the reference; 0 for a copy or a gain.
+    """
+    difference = np.asarray(output_shape, np.float64) - np.asarray(reference_shape, np.float64)
+    half = len(difference) // 2
+    return float(difference[half:].mean() - difference[:half].mean())
+
+
 def envelope_dynamics_r2(source: np.ndarray, output: np.ndarray, range_db: float = ENVELOPE_RANGE_DB) -> float | None:
     """Share of the source's spectral-envelope movements that `output` reproduces, at most 1.
 

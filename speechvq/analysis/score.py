@@ -34,6 +34,8 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
 * ``envelope_shape_db``: against the reference (the source's recording for a reconstruction, the
   target speaker's for a conversion), the rms difference in dB of the two average spectral
   shapes (`metrics.envelope_shape_error_db`: the speaker's timbre, which envelope_r2 leaves out);
+  ``envelope_tilt_db``: against the same reference, how many dB brighter the output's average
+  shape is (its bands above about 1.8 kHz against those below, `metrics.envelope_tilt_db`);
 * ``output_log_f0``: the mean natural log of the output's F0 (hertz) over its voiced frames;
   ``f0_closer_to_target``: whether it is nearer the target speaker's mean log F0 than the
   source speaker's, each pooled over the voiced frames of the real utterances of that
@@ -72,6 +74,7 @@ from speechvq.analysis.metrics import (
     envelope_dynamics_r2,
     envelope_shape,
     envelope_shape_error_db,
+    envelope_tilt_db,
     f0_error_cents,
     mcd_frames,
     mcep_features,
@@ -92,7 +95,8 @@ from speechvq.inference.convert import CONVERSIONS_FILE
 CONVERSION_KEYS = ("source", "source_speaker", "utterance", "target_speaker", "output")
 METRICS = ("target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
            "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness", "source_flatness",
-           "flatness_ratio", "envelope_r2", "envelope_shape_db", "output_log_f0", "f0_closer_to_target")
+           "flatness_ratio", "envelope_r2", "envelope_shape_db", "envelope_tilt_db",
+           "output_log_f0", "f0_closer_to_target")
 DEFAULT_MAX_REFERENCE_UTTERANCES = 20
 F0_HOP_LENGTH = 160  # 10 ms WORLD frames at 16 kHz for the voicing and pitch metrics
 _MIC_SUFFIX = re.compile(r"_mic[12]$")
@@ -291,6 +295,7 @@ def score_conversions(
             if reference is not None:
                 row["mcd_db"] = mcd_frames(features(reference.path), features(conv.output))
                 row["envelope_shape_db"] = envelope_shape_error_db(shape(reference.path), shape(conv.output))
+                row["envelope_tilt_db"] = envelope_tilt_db(shape(reference.path), shape(conv.output))
             if vqvae is not None:
                 codes = encode_codes(vqvae, load_audio(conv.output), device)
                 source_wav = load_audio(conv.source)
@@ -375,6 +380,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "flatness_ratio": mean("flatness_ratio"),
         "envelope_r2": mean("envelope_r2"),
         "envelope_shape_db": mean("envelope_shape_db"),
+        "envelope_tilt_db": mean("envelope_tilt_db"),
     }
 
 
@@ -383,11 +389,12 @@ def format_summary(result: dict) -> str:
 
     Columns: speaker similarity to the target and source, share closer to the target, MCD (dB),
     code and phone agreement, voiced retention, median F0 error (cents), flatness ratio, envelope
-    dynamics R^2 (reconstructions), envelope shape error (dB) and share whose F0 is closer to the target's.
+    dynamics R^2 (reconstructions), envelope shape error and tilt (dB) and share whose F0 is closer to the
+    target's.
     """
     header = (f"{'pair':<24} {'n':>4} {'sim tgt':>8} {'sim src':>8} {'closer':>7} {'MCD dB':>7} "
               f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'env R2':>6} {'shape':>6} "
-              f"{'F0 cl':>6}")
+              f"{'tilt':>6} {'F0 cl':>6}")
     lines = [header, "-" * len(header)]
     if result.get("real"):
         lines.insert(0, "real recordings of the target speakers (the ceiling)")
@@ -398,7 +405,7 @@ def format_summary(result: dict) -> str:
                      f"{_fmt(agg['phone_agreement'], 6, 3)} {_fmt(agg['voiced_retention'], 6, 3)} "
                      f"{_fmt(agg['f0_error_cents'], 6, 0)} {_fmt(agg['flatness_ratio'], 6, 2)} "
                      f"{_fmt(agg['envelope_r2'], 6, 3)} {_fmt(agg['envelope_shape_db'], 6, 2)} "
-                     f"{_fmt(agg['f0_closer_to_target'], 6, 2)}")
+                     f"{_fmt(agg['envelope_tilt_db'], 6, 2)} {_fmt(agg['f0_closer_to_target'], 6, 2)}")
     return "\n".join(lines)
 
 

@@ -33,6 +33,11 @@ knob instead of only the WaveNet's gates::
 
 (``envelope_filter_codes=False``: g hears the speaker alone, a fixed equaliser per speaker.)
 
+With ``average_spectrum_weight > 0`` the loss also compares each segment's long-term average
+log-mel spectrum with the target's (`LogMelLoss.average`): the frame-wise STFT terms leave the
+output's average tilt a few dB off the speaker's (too much below 1 kHz, too little at 3–5 kHz),
+and the average spectrum is what a listener, or a speaker encoder, hears as the timbre.
+
 With ``adversarial_weight > 0`` training adds HiFi-GAN's least-squares adversarial and
 feature-matching terms against a multi-period/multi-scale discriminator
 (`speechvq.modules.discriminator`), which lives in the decoder and learns in the same backward
