@@ -9,7 +9,6 @@ import pytest
 import torch
 import torchaudio
 
-from speechvq.errors import SpeechVQError
 from speechvq.f0 import F0Stats, f0_stats, f0_track_bits, map_f0, world_f0
 from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.modules.excitation import harmonic_excitation
@@ -241,20 +240,3 @@ def test_speaker_information_is_full_for_speaker_codes_and_chance_for_shared_one
     none = speaker_information(shared, speakers, train, 64)
     assert none["chance"] == 0.25
     assert none["frame_speaker_accuracy"] < 0.35 and none["utterance_speaker_accuracy"] < 0.6
-
-
-def test_the_average_spectrum_term_can_train_the_equaliser_alone():
-    torch.manual_seed(0)
-    kwargs = dict(code_dim=8, num_speakers=2, speaker_dim=4, cond_channels=8, residual_channels=8, gate_channels=16,
-                  skip_channels=8, layers=4, envelope_filter_bins=65, envelope_filter_codes=False,
-                  average_spectrum_weight=1.0)
-    args = (torch.randn(2, 2048) * 0.1, torch.randn(2, 8, 32), torch.tensor([0, 1]), torch.full((2, 32), 200.0))
-    for equaliser_only in (False, True):
-        decoder = SourceFilterDecoder(**kwargs, average_spectrum_equaliser=equaliser_only)
-        term = decoder.loss(*args)["average_spectrum_l1"]
-        filter_grad, wavenet_grad = torch.autograd.grad(
-            term, [decoder.envelope_filter[-1].bias, decoder.source_in.weight], allow_unused=True)
-        assert filter_grad.abs().sum() > 0
-        assert (wavenet_grad is None) == equaliser_only
-    with pytest.raises(SpeechVQError, match="average_spectrum_equaliser needs an envelope filter"):
-        SourceFilterDecoder(average_spectrum_weight=1.0, average_spectrum_equaliser=True)

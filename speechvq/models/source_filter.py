@@ -96,8 +96,6 @@ class SourceFilterDecoder(nn.Module):
         mel_loss_weight: weight of a log-mel L1 term in `loss` (0: the STFT loss alone).
         average_spectrum_weight: weight of an L1 term between the log long-term average mel spectra
             of output and target in `loss` (`LogMelLoss.average`; 0: none).
-        average_spectrum_equaliser: that term trains the envelope filter only (the WaveNet's output is
-            detached before the filter for it); needs ``envelope_filter_bins > 0``.
         mel_head_bands: M, log-mel bands that a frame-rate acoustic model predicts and the WaveNet is
             conditioned on (0: no head).
         mel_head_weight: weight of its L1 term in `loss`.
@@ -140,7 +138,6 @@ class SourceFilterDecoder(nn.Module):
         envelope_channels: int = 64,
         mel_loss_weight: float = 0.0,
         average_spectrum_weight: float = 0.0,
-        average_spectrum_equaliser: bool = False,
         mel_head_bands: int = 0,
         mel_head_weight: float = 1.0,
         envelope_filter_bins: int = 0,
@@ -205,10 +202,6 @@ class SourceFilterDecoder(nn.Module):
             raise SpeechVQError(f"decoder average_spectrum_weight must be >= 0, got {average_spectrum_weight}")
         self.average_spectrum_weight = float(average_spectrum_weight)
         self.average_spectrum_loss = LogMelLoss(sample_rate) if self.average_spectrum_weight > 0 else None
-        self.average_spectrum_equaliser = bool(average_spectrum_equaliser)
-        if self.average_spectrum_equaliser and not envelope_filter_bins:
-            raise SpeechVQError("decoder average_spectrum_equaliser needs an envelope filter "
-                                "(envelope_filter_bins > 0)")
         # created after every other module, so that the others start as without it
         if envelope_filter_bins < 0 or (envelope_filter_bins and 2 * (envelope_filter_bins - 1) < 2 * hop_length):
             raise SpeechVQError(f"decoder envelope_filter_bins must be 0 or at least {hop_length + 1} "
@@ -270,10 +263,8 @@ class SourceFilterDecoder(nn.Module):
 
     def _generate(self, z_q: torch.Tensor, speaker: torch.Tensor, f0: torch.Tensor,
                   generator: torch.Generator | None, initial_phase: torch.Tensor | None,
-                  equaliser_view: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """`forward`'s waveform (B, 64 F), the head's log-mel (B, M, F) (None without a head) and, with
-        `equaliser_view` and an envelope filter, the same waveform with the WaveNet's output detached
-        before the filter (B, 64 F; gradients reach the filter only), else None."""
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward`'s waveform (B, 64 F) and the head's log-mel (B, M, F) (None without a head)."""
         self._check_speaker(speaker, z_q.shape[0])
         if f0.shape != (z_q.shape[0], z_q.shape[-1]):
             raise SpeechVQError(f"f0 must have shape {(z_q.shape[0], z_q.shape[-1])}, got {tuple(f0.shape)}")
@@ -294,10 +285,9 @@ class SourceFilterDecoder(nn.Module):
             wav = envelope + self.wavenet(self.source_in(source), conditioning, voice, self.hop_length)[:, 0]
         if self.envelope_filter is not None:
             heard = torch.cat([local, speaker_frames], 1) if self.envelope_filter_codes else speaker_frames
-            gain = self.envelope_filter(heard).clamp(-10.0, 5.0).exp()
-            equalised = stft_filter(wav.detach(), gain, self.hop_length) if equaliser_view else None
-            return stft_filter(wav, gain, self.hop_length), mel, equalised
-        return wav, mel, None
+            log_gain = self.envelope_filter(heard).clamp(-10.0, 5.0)
+            wav = stft_filter(wav, log_gain.exp(), self.hop_length)
+        return wav, mel
 
     def f0_outputs(self, z_q: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log F0 in log-hertz (B, F), voicing logit (B, F)) predicted from detached z_q and the speaker."""
@@ -326,8 +316,7 @@ class SourceFilterDecoder(nn.Module):
         A random initial phase per item keeps the filter from memorising one.
         """
         phase = torch.rand(wav.shape[0], device=wav.device) * (2 * torch.pi)
-        estimate, mel, equalised = self._generate(z_q, speaker, f0, None, phase, equaliser_view=(
-            self.average_spectrum_loss is not None and self.average_spectrum_equaliser))
+        estimate, mel = self._generate(z_q, speaker, f0, None, phase)
         estimate = estimate[:, : wav.shape[-1]]
         convergence, log_magnitude = self.stft_loss(estimate, wav)
         log_f0, logit = self.f0_outputs(z_q, speaker)
@@ -340,8 +329,7 @@ class SourceFilterDecoder(nn.Module):
             terms["mel_l1"] = self.mel_loss(estimate, wav)
             total = total + self.mel_loss_weight * terms["mel_l1"]
         if self.average_spectrum_loss is not None:
-            judged = estimate if equalised is None else equalised[:, : wav.shape[-1]]
-            terms["average_spectrum_l1"] = self.average_spectrum_loss.average(judged, wav)
+            terms["average_spectrum_l1"] = self.average_spectrum_loss.average(estimate, wav)
             total = total + self.average_spectrum_weight * terms["average_spectrum_l1"]
         if mel is not None:
             frames = math.ceil(wav.shape[-1] / self.hop_length)
