@@ -34,15 +34,23 @@ knob instead of only the WaveNet's gates::
 (``envelope_filter_codes=False``: g hears the speaker alone, a fixed equaliser per speaker.)
 
 With ``average_spectrum_weight > 0`` the loss also compares each segment's long-term average
-log-mel spectrum with the target's (`LogMelLoss.average`): the frame-wise STFT terms leave the
-output's average tilt a few dB off the speaker's (too much below 1 kHz, too little at 3–5 kHz),
-and the average spectrum is what a listener, or a speaker encoder, hears as the timbre.
+log-mel spectrum with the target's (`LogMelLoss.average`): the frame-wise STFT terms do not
+compare the average over a segment, which can stay darker or brighter than the speaker's, and
+the average spectrum is what a listener, or a speaker encoder, hears as the timbre.
 
 With ``adversarial_weight > 0`` training adds HiFi-GAN's least-squares adversarial and
 feature-matching terms against a multi-period/multi-scale discriminator
 (`speechvq.modules.discriminator`), which lives in the decoder and learns in the same backward
 pass (its own term on a detached output; the decoder's terms through detached judges). The
 discriminator only trains; generation never runs it.
+
+With ``speaker_judge_weight > 0`` a speaker classifier (`speechvq.modules.speaker_judge`) learns
+the training speakers from the real segments, and training asks it, through frozen parameters,
+to name the own speaker in the reconstruction and the target in a conversion: the same codes
+rendered with a random other speaker's embedding, at the source's contour moved to that
+speaker's mean log-F0 (a running mean of the training segments, kept in buffers). The STFT loss
+never sees a conversion; this term is the only one that asks a conversion to sound like its
+target. It only trains; generation never runs the judge.
 
 A small F0 predictor (its own conv stack on the detached code vectors and its own speaker
 embedding, so it never changes what the codes learn) gives a contour when none is known, for
@@ -109,8 +117,6 @@ class SourceFilterDecoder(nn.Module):
         speaker_judge_weight: weight of the speaker judge's terms on the outputs in `loss` (0: no judge).
         speaker_judge_conversions: the judge also hears a conversion of each item (one more forward
             pass); False: the reconstructions only.
-        speaker_judge_fakes: the judge also learns to call the decoder's outputs "generated" (one
-            more class), so that an output can name its speaker only by sounding real.
         speaker_judge_channels: width of the judge's convolutions.
     """
 
@@ -147,7 +153,6 @@ class SourceFilterDecoder(nn.Module):
         discriminator_channels: int = 16,
         speaker_judge_weight: float = 0.0,
         speaker_judge_conversions: bool = True,
-        speaker_judge_fakes: bool = False,
         speaker_judge_channels: int = 128,
     ) -> None:
         super().__init__()
@@ -231,12 +236,10 @@ class SourceFilterDecoder(nn.Module):
             raise SpeechVQError(f"decoder speaker_judge_weight must be >= 0, got {speaker_judge_weight}")
         self.speaker_judge_weight = float(speaker_judge_weight)
         self.speaker_judge_conversions = bool(speaker_judge_conversions)
-        self.speaker_judge_fakes = bool(speaker_judge_fakes)
         self.speaker_judge = None
         if self.speaker_judge_weight > 0:
             try:
-                self.speaker_judge = SpeakerJudge(num_speakers + self.speaker_judge_fakes, int(speaker_judge_channels),
-                                                  sample_rate=sample_rate)
+                self.speaker_judge = SpeakerJudge(num_speakers, int(speaker_judge_channels), sample_rate=sample_rate)
             except ValueError as exc:
                 raise SpeechVQError(f"decoder speaker_judge_channels: {exc}") from None
             # per speaker: the sum and number of the training segments' mean log-F0 (log-hertz)
@@ -356,11 +359,10 @@ class SourceFilterDecoder(nn.Module):
         Adds to `terms`: ``speaker_own`` (the reconstructions judged against their speaker);
         with conversions and more than one speaker, ``speaker_converted`` (each item's codes
         rendered with a random other speaker's embedding and mean log-F0, judged against that
-        speaker) and ``speaker_converted_accuracy``; and ``speaker_judge``, the only term that
-        trains the judge: its cross-entropy on the real segments, plus (``speaker_judge_fakes``)
-        on those outputs, detached, as the extra class "generated". The output terms go through
-        the frozen judge and are weighted by ``speaker_judge_weight``. Updates the running
-        log-F0 means first.
+        speaker) and ``speaker_converted_accuracy``; and ``speaker_judge``, the judge's
+        cross-entropy on the real segments, the only term that trains it. The output terms go
+        through the frozen judge and are weighted by ``speaker_judge_weight``. Updates the
+        running log-F0 means first.
         """
         judge = self.speaker_judge
         with torch.no_grad():
@@ -369,7 +371,6 @@ class SourceFilterDecoder(nn.Module):
             segment_mean = (f0.clamp(min=1e-3).log() * voiced).sum(-1) / frames.clamp(min=1)
             self.speaker_log_f0_sum.index_add_(0, speaker, segment_mean * (frames > 0))
             self.speaker_log_f0_count.index_add_(0, speaker, (frames > 0).float())
-        outputs = [estimate]
         terms["speaker_own"] = F.cross_entropy(judge_frozen(judge, estimate), speaker)
         generator = terms["speaker_own"]
         if self.speaker_judge_conversions and self.num_speakers > 1:
@@ -379,14 +380,9 @@ class SourceFilterDecoder(nn.Module):
             contour = torch.where((count > 0)[:, None],
                                   centre_log_f0(f0, self.speaker_log_f0_sum[target] / count.clamp(min=1)), f0)
             converted = self._generate(z_q, target, contour, None, phase)[0][:, : wav.shape[-1]]
-            outputs.append(converted)
             logits = judge_frozen(judge, converted)
             terms["speaker_converted"] = F.cross_entropy(logits, target)
             terms["speaker_converted_accuracy"] = (logits.argmax(-1) == target).float().mean()
             generator = generator + terms["speaker_converted"]
         terms["speaker_judge"] = F.cross_entropy(judge(wav), speaker)
-        if self.speaker_judge_fakes:
-            fakes = torch.cat([x.detach() for x in outputs])
-            generated = torch.full((fakes.shape[0],), self.num_speakers, dtype=torch.long, device=fakes.device)
-            terms["speaker_judge"] = terms["speaker_judge"] + F.cross_entropy(judge(fakes), generated)
         return terms["speaker_judge"] + self.speaker_judge_weight * generator
