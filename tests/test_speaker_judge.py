@@ -1,4 +1,4 @@
-"""The speaker judge, the conversion contour, and the source-filter decoder's speaker terms."""
+"""The speaker judge, the conversion contour, and the decoder's training-only parts (judge, discriminator)."""
 
 from __future__ import annotations
 
@@ -81,23 +81,35 @@ def _batch():
     return wav, torch.randn(3, 8, 32), torch.tensor([0, 1, 2]), f0
 
 
-def test_the_judge_learns_from_real_segments_only_and_the_decoder_from_its_outputs():
+@pytest.mark.parametrize("extra,prefix,own,outputs,weighted", [
+    ({"adversarial_weight": 1.5, "feature_matching_weight": 3.0, "discriminator_channels": 4}, "discriminator.",
+     "discriminator", ("adversarial", "feature_matching"), {"adversarial": 1.5, "feature_matching": 3.0}),
+    ({"speaker_judge_weight": 0.5}, "speaker_judge.", "speaker_judge", ("speaker_own", "speaker_converted"),
+     {"speaker_own": 0.5, "speaker_converted": 0.5}),
+])
+def test_each_judge_learns_only_from_its_own_term_and_the_decoder_from_the_others(extra, prefix, own, outputs,
+                                                                                  weighted):
     torch.manual_seed(0)
-    decoder = _decoder(speaker_judge_weight=0.5)
+    decoder = _decoder(**extra)
     decoder.train()
     terms = decoder.loss(*_batch())
-    judge = list(decoder.speaker_judge.parameters())
-    generator = [p for name, p in decoder.named_parameters() if not name.startswith("speaker_judge.")]
-    for name in ("speaker_own", "speaker_converted"):
+    judge = [p for name, p in decoder.named_parameters() if name.startswith(prefix)]
+    generator = [p for name, p in decoder.named_parameters() if not name.startswith(prefix)]
+    for name in outputs:
         assert all(g is None for g in torch.autograd.grad(terms[name], judge, retain_graph=True, allow_unused=True))
         moved = torch.autograd.grad(terms[name], decoder.source_in.weight, retain_graph=True)[0]
         assert moved.abs().sum() > 0
-    assert all(g is None for g in torch.autograd.grad(terms["speaker_judge"], generator, retain_graph=True,
-                                                      allow_unused=True))
-    rest = terms["stft_convergence"] + terms["stft_log_magnitude"] + terms["f0_loss"]
-    expected = rest + terms["speaker_judge"] + 0.5 * (terms["speaker_own"] + terms["speaker_converted"])
+    assert all(g is None for g in torch.autograd.grad(terms[own], generator, retain_graph=True, allow_unused=True))
+    expected = terms["stft_convergence"] + terms["stft_log_magnitude"] + terms["f0_loss"] + terms[own]
+    expected = expected + sum(w * terms[name] for name, w in weighted.items())
     assert float(terms["loss"].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-    assert 0.0 <= float(terms["speaker_converted_accuracy"]) <= 1.0
+
+
+def test_the_conversion_accuracy_is_a_share():
+    torch.manual_seed(0)
+    decoder = _decoder(speaker_judge_weight=0.5)
+    decoder.train()
+    assert 0.0 <= float(decoder.loss(*_batch())["speaker_converted_accuracy"]) <= 1.0
 
 
 def test_a_conversion_is_rendered_with_another_speaker_at_that_speakers_mean_pitch():
@@ -127,13 +139,17 @@ def test_a_conversion_is_rendered_with_another_speaker_at_that_speakers_mean_pit
         assert crossings == pytest.approx(2 * hz * 2048 / 16000, abs=2)
 
 
-def test_speaker_terms_only_in_training_and_absent_without_a_judge():
+@pytest.mark.parametrize("extra,prefixes", [
+    ({"adversarial_weight": 1.0, "discriminator_channels": 4}, ("discriminator.",)),
+    ({"speaker_judge_weight": 0.5}, ("speaker_judge.", "speaker_log_f0")),
+])
+def test_training_only_parts_change_neither_evaluation_nor_generation(extra, prefixes):
+    """The discriminator and the speaker judge: no terms in eval mode, never run by generation."""
     torch.manual_seed(0)
-    decoder = _decoder(speaker_judge_weight=0.5)
+    decoder = _decoder(**extra)
     plain = _decoder()
-    assert not any(k.startswith("speaker_judge.") or k.startswith("speaker_log_f0") for k in plain.state_dict())
-    plain.load_state_dict({k: v for k, v in decoder.state_dict().items()
-                           if not (k.startswith("speaker_judge.") or k.startswith("speaker_log_f0"))})
+    assert not any(k.startswith(prefixes) for k in plain.state_dict())
+    plain.load_state_dict({k: v for k, v in decoder.state_dict().items() if not k.startswith(prefixes)})
     decoder.eval()
     plain.eval()
     batch = _batch()
@@ -143,6 +159,9 @@ def test_speaker_terms_only_in_training_and_absent_without_a_judge():
     reference = plain.loss(*batch)
     assert scored.keys() == reference.keys()
     assert float(scored["loss"].detach()) == pytest.approx(float(reference["loss"].detach()))
+    generator = torch.Generator().manual_seed(2)
+    out = decoder(batch[1], batch[2], batch[3], generator=generator)
+    assert torch.equal(out, plain(batch[1], batch[2], batch[3], generator=generator.manual_seed(2)))
 
 
 def test_one_speaker_is_judged_on_reconstructions_only():
