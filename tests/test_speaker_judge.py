@@ -12,7 +12,7 @@ from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.modules.speaker_judge import SpeakerJudge, centre_log_f0
 
 
-@pytest.mark.parametrize("length", [100, 1001, 8192])
+@pytest.mark.parametrize("length", [300, 1001, 8192])
 def test_the_judge_gives_one_logit_per_speaker_for_any_length(length):
     torch.manual_seed(0)
     judge = SpeakerJudge(num_speakers=5, channels=8)
@@ -103,13 +103,6 @@ def test_each_judge_learns_only_from_its_own_term_and_the_decoder_from_the_other
     expected = terms["stft_convergence"] + terms["stft_log_magnitude"] + terms["f0_loss"] + terms[own]
     expected = expected + sum(w * terms[name] for name, w in weighted.items())
     assert float(terms["loss"].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-
-
-def test_the_conversion_accuracy_is_a_share():
-    torch.manual_seed(0)
-    decoder = _decoder(speaker_judge_weight=0.5)
-    decoder.train()
-    assert 0.0 <= float(decoder.loss(*_batch())["speaker_converted_accuracy"]) <= 1.0
 
 
 def test_a_conversion_is_rendered_with_another_speaker_at_that_speakers_mean_pitch():

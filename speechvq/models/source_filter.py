@@ -115,8 +115,6 @@ class SourceFilterDecoder(nn.Module):
         feature_matching_weight: weight of the feature-matching term (with a discriminator).
         discriminator_channels: base width of the discriminator's judges (a multiple of 4).
         speaker_judge_weight: weight of the speaker judge's terms on the outputs in `loss` (0: no judge).
-        speaker_judge_conversions: the judge also hears a conversion of each item (one more forward
-            pass); False: the reconstructions only.
         speaker_judge_channels: width of the judge's convolutions.
     """
 
@@ -152,7 +150,6 @@ class SourceFilterDecoder(nn.Module):
         feature_matching_weight: float = 2.0,
         discriminator_channels: int = 16,
         speaker_judge_weight: float = 0.0,
-        speaker_judge_conversions: bool = True,
         speaker_judge_channels: int = 128,
     ) -> None:
         super().__init__()
@@ -235,7 +232,6 @@ class SourceFilterDecoder(nn.Module):
         if speaker_judge_weight < 0:
             raise SpeechVQError(f"decoder speaker_judge_weight must be >= 0, got {speaker_judge_weight}")
         self.speaker_judge_weight = float(speaker_judge_weight)
-        self.speaker_judge_conversions = bool(speaker_judge_conversions)
         self.speaker_judge = None
         if self.speaker_judge_weight > 0:
             try:
@@ -357,7 +353,7 @@ class SourceFilterDecoder(nn.Module):
         """The speaker judge's terms for target wav (B, T) and its reconstruction (B, T); returns their sum.
 
         Adds to `terms`: ``speaker_own`` (the reconstructions judged against their speaker);
-        with conversions and more than one speaker, ``speaker_converted`` (each item's codes
+        with more than one speaker, ``speaker_converted`` (each item's codes
         rendered with a random other speaker's embedding and mean log-F0, judged against that
         speaker) and ``speaker_converted_accuracy``; and ``speaker_judge``, the judge's
         cross-entropy on the real segments, the only term that trains it. The output terms go
@@ -373,7 +369,7 @@ class SourceFilterDecoder(nn.Module):
             self.speaker_log_f0_count.index_add_(0, speaker, (frames > 0).float())
         terms["speaker_own"] = F.cross_entropy(judge_frozen(judge, estimate), speaker)
         generator = terms["speaker_own"]
-        if self.speaker_judge_conversions and self.num_speakers > 1:
+        if self.num_speakers > 1:
             offset = torch.randint(1, self.num_speakers, speaker.shape, device=speaker.device)
             target = (speaker + offset) % self.num_speakers
             count = self.speaker_log_f0_count[target]

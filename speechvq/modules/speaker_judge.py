@@ -20,10 +20,10 @@ moved so that its mean is the target speaker's (as `speechvq convert --f0-mappin
 from __future__ import annotations
 
 import torch
-import torchaudio
 from torch import nn
 
 from speechvq.modules.mel_head import LOG_MEL_CENTER, LOG_MEL_SCALE
+from speechvq.modules.stft_loss import LogMelLoss
 
 SLOPE = 0.1  # leaky ReLU slope
 
@@ -46,11 +46,7 @@ class SpeakerJudge(nn.Module):
         if num_speakers < 1 or channels < 1 or n_mels < 1:
             raise ValueError(f"a speaker judge needs num_speakers, channels and n_mels >= 1, "
                              f"got {num_speakers}, {channels}, {n_mels}")
-        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
-        # non-persistent: derived from the arguments, not part of a checkpoint
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-        self.register_buffer("filterbank", torchaudio.functional.melscale_fbanks(
-            self.n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate), persistent=False)  # (bins, mels)
+        self.front_end = LogMelLoss(sample_rate, n_fft, hop_length, n_mels)  # its mel magnitudes
         layers: list[nn.Module] = []
         width = n_mels
         for dilation in (1, 2, 3):
@@ -60,10 +56,8 @@ class SpeakerJudge(nn.Module):
         self.out = nn.Linear(2 * channels, num_speakers)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) float, T >= 1 (zero-padded by n_fft / 2 at each end) -> logits (B, num_speakers)."""
-        spec = torch.stft(wav.float(), self.n_fft, self.hop_length, self.n_fft, self.window, center=True,
-                          pad_mode="constant", return_complex=True)  # (B, bins, frames)
-        mel = (spec.abs().transpose(1, 2) @ self.filterbank).clamp(min=1e-5).log()
+        """wav (B, T) float, T > n_fft / 2 -> logits (B, num_speakers)."""
+        mel = self.front_end.magnitudes(wav).log()  # (B, frames, M)
         h = self.convs(((mel - LOG_MEL_CENTER) / LOG_MEL_SCALE).transpose(1, 2))  # (B, C, frames)
         pooled = torch.cat([h.mean(-1), (h.var(-1, unbiased=False) + 1e-5).sqrt()], dim=1)
         return self.out(pooled)

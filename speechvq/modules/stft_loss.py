@@ -75,8 +75,8 @@ class LogMelLoss(nn.Module):
         self.register_buffer("filterbank", torchaudio.functional.melscale_fbanks(
             self.n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate), persistent=False)  # (bins, mels)
 
-    def _mel(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> (B, frames, mels) mel magnitudes, floored at eps."""
+    def magnitudes(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T), T > n_fft / 2 -> (B, frames, mels) mel magnitudes, floored at eps (centred frames)."""
         spec = torch.stft(x.float(), self.n_fft, self.hop_length, self.n_fft, self.window, return_complex=True)
         return (spec.abs().transpose(1, 2) @ self.filterbank).clamp(min=self.eps)
 
@@ -87,9 +87,9 @@ class LogMelLoss(nn.Module):
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check(estimate, target)
-        return (self._mel(estimate).log() - self._mel(target).log()).abs().mean()
+        return (self.magnitudes(estimate).log() - self.magnitudes(target).log()).abs().mean()
 
     def average(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean over items and bands of |log mean_frames mel(estimate) - log mean_frames mel(target)|."""
         self._check(estimate, target)
-        return (self._mel(estimate).mean(1).log() - self._mel(target).mean(1).log()).abs().mean()
+        return (self.magnitudes(estimate).mean(1).log() - self.magnitudes(target).mean(1).log()).abs().mean()
