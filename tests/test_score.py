@@ -106,6 +106,9 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert good["closer_to_target"] is True and good["target_similarity"] > good["source_similarity"]
     assert failed["closer_to_target"] is False
     assert recon["closer_to_target"] is None and recon["target_similarity"] == recon["source_similarity"]
+    # Identification among the scored speakers (A, B): the copies of B's and A's recordings are theirs.
+    assert good["target_identified"] is True and missing["target_identified"] is True
+    assert failed["target_identified"] is False and recon["target_identified"] is True
     assert recon["code_agreement"] == 1.0 and 0.0 <= good["code_agreement"] <= 1.0
     # Voicing, pitch and flatness: the reconstruction is a copy of its source (A's 227 Hz tone).
     assert recon["voiced_retention"] == 1.0 and recon["f0_error_cents"] == pytest.approx(0.0, abs=1e-6)
@@ -120,7 +123,8 @@ def test_score_structure_references_and_aggregation(scored_setup):
     assert pairs["A->B"]["count"] == 2 and pairs["A->B"]["closer_to_target"] == 1.0
     assert pairs["A->B"]["mcd_count"] == 1 and pairs["A->B"]["mcd_db"] == pytest.approx(good["mcd_db"])
     assert pairs["B->A"]["closer_to_target"] == 0.0
-    assert pairs["A->A"]["closer_to_target"] is None
+    assert pairs["A->A"]["closer_to_target"] is None and pairs["A->A"]["target_identified"] == 1.0
+    assert pairs["B->A"]["target_identified"] == 0.0
     overall = result["overall"]
     assert overall["count"] == 4 and overall["closer_to_target"] == pytest.approx(2 / 3)
     assert overall["mcd_count"] == 3

@@ -13,7 +13,7 @@ from speechvq.f0 import F0Stats, f0_stats, f0_track_bits, map_f0, world_f0
 from speechvq.models.source_filter import SourceFilterDecoder
 from speechvq.modules.excitation import harmonic_excitation
 from speechvq.modules.mel_head import FrameLogMel
-from speechvq.modules.speaker_free import grad_reverse, time_jitter
+from speechvq.modules.speaker_free import SHIFT_STEPS, grad_reverse, random_voice_shift, shift_voice, time_jitter
 from speechvq.modules.stft_loss import LogMelLoss, MultiResolutionSTFTLoss
 
 HOP, SR = 64, 16000
@@ -225,6 +225,36 @@ def test_gradient_reversal_flips_the_sign():
     (grad_reverse(x, 0.5) * torch.arange(5.0)).sum().backward()
     assert torch.allclose(x.grad, -0.5 * torch.arange(5.0))
     assert torch.equal(grad_reverse(x.detach(), 2.0), x.detach())
+
+
+def _peak_hz(wav: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B,) frequency of the largest spectral peak (Hann window, 16 kHz)."""
+    spectrum = torch.fft.rfft(wav * torch.hann_window(wav.shape[-1]), n=8 * wav.shape[-1]).abs()
+    return spectrum.argmax(-1) * 16000 / (8 * wav.shape[-1])
+
+
+@pytest.mark.parametrize("numerator", [26, 29, 35, 38])
+def test_voice_shift_scales_a_tone_and_keeps_the_length(numerator):
+    t = torch.arange(8192) / 16000
+    tone = 0.5 * torch.sin(2 * math.pi * 220 * t)[None]
+    shifted = shift_voice(tone, numerator, SHIFT_STEPS)
+    assert shifted.shape == tone.shape
+    expected = 220 * numerator / SHIFT_STEPS
+    assert abs(float(_peak_hz(shifted[:, 1024:-1024])) - expected) < 4
+    assert float(shifted.abs().max()) > 0.25  # neither silenced nor faded out
+    assert torch.equal(shift_voice(tone, SHIFT_STEPS, SHIFT_STEPS), tone)
+
+
+def test_random_voice_shift_stays_within_its_range_per_row():
+    t = torch.arange(8192) / 16000
+    tones = 0.5 * torch.sin(2 * math.pi * 220 * t).repeat(16, 1)
+    generator = torch.Generator().manual_seed(0)
+    shifted = random_voice_shift(tones, 0.15, generator=generator)
+    peaks = _peak_hz(shifted[:, 1024:-1024])
+    assert shifted.shape == tones.shape
+    assert bool(((peaks > 220 * 0.85 - 4) & (peaks < 220 * 1.15 + 4)).all())
+    assert len(peaks.round().unique()) >= 4  # rows draw their own factors
+    assert torch.equal(random_voice_shift(tones, 0.0), tones)
 
 
 def test_speaker_information_is_full_for_speaker_codes_and_chance_for_shared_ones():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from speechvq.config import compose
+from speechvq.errors import SpeechVQError
 from speechvq.models.builders import build_vqvae
 
 REQUIRED = ["run_dir=RUN", "data.prepared=PREP"]
@@ -43,6 +45,23 @@ def test_encode_is_side_effect_free_and_matches_quantized():
     assert torch.equal(out.vq.codes, codes)
     assert torch.allclose(model.quantized(codes), out.vq.quantized)
     assert model.encode_continuous(wav).shape == (2, 64, 10)
+
+
+def test_voice_shift_changes_what_the_encoder_hears_in_training_only():
+    model = _tiny("+model.voice_shift=0.2").train()
+    t = torch.arange(4096) / 16000
+    wav = (0.5 * torch.sin(2 * math.pi * 150 * t) * torch.sin(2 * math.pi * 3 * t)).repeat(8, 1)
+    torch.manual_seed(1)
+    heard = model(wav, torch.zeros(8, dtype=torch.int64)).vq.codes
+    assert not torch.equal(heard, model.encode(wav))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(wav, torch.zeros(8, dtype=torch.int64)).vq.codes, model.encode(wav))
+
+
+def test_voice_shift_out_of_range_is_a_config_error():
+    with pytest.raises(SpeechVQError, match="config model: voice_shift=0.6"):
+        _tiny("+model.voice_shift=0.6")
 
 
 def test_tiny_model_overfits_one_utterance():

@@ -7,7 +7,9 @@ For each output of ``speechvq convert`` / ``speechvq reconstruct`` (a row of
   embedding to the target / source speaker's centroid, built from that speaker's real
   utterances in the reference corpus that are neither sources nor outputs in the scored set;
   ``closer_to_target``: target_similarity > source_similarity (null for reconstructions,
-  where target = source);
+  where target = source); ``target_identified``: the target's centroid is the nearest of all
+  the scored speakers' centroids (for a reconstruction: the renderer makes its own speaker
+  recognisable among the others; null with fewer than two centroids);
 * ``mcd_db``: mel-cepstral distortion (DTW) against the target speaker's real recording of
   the same utterance key (unless both have transcripts and they differ), else (VCTK) of the
   same normalised transcript; null where the corpus has none. For a reconstruction this is the
@@ -48,8 +50,8 @@ recording than its source, so its frame-by-frame ``voiced_retention`` is only in
 
 The result is ``{"conversions": [...], "pairs": {"SRC->TGT": {...}}, "overall": {...},
 "real": bool}``; in ``pairs`` and ``overall`` the metrics are means over the rows that have
-them, except ``f0_error_cents`` (the median); ``closer_to_target`` and ``f0_closer_to_target``
-are the shares of conversions closer to the target, ``count`` the rows and ``mcd_count`` the
+them, except ``f0_error_cents`` (the median); ``closer_to_target``, ``target_identified`` and
+``f0_closer_to_target`` are the shares of the rows that have them, ``count`` the rows and ``mcd_count`` the
 rows with a reference recording.
 """
 
@@ -93,9 +95,9 @@ from speechvq.fileio import read_jsonl
 from speechvq.inference.convert import CONVERSIONS_FILE
 
 CONVERSION_KEYS = ("source", "source_speaker", "utterance", "target_speaker", "output")
-METRICS = ("target_similarity", "source_similarity", "closer_to_target", "mcd_db", "code_agreement",
-           "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness", "source_flatness",
-           "flatness_ratio", "envelope_r2", "envelope_shape_db", "envelope_tilt_db",
+METRICS = ("target_similarity", "source_similarity", "closer_to_target", "target_identified", "mcd_db",
+           "code_agreement", "phone_agreement", "voiced_retention", "f0_error_cents", "output_flatness",
+           "source_flatness", "flatness_ratio", "envelope_r2", "envelope_shape_db", "envelope_tilt_db",
            "output_log_f0", "f0_closer_to_target")
 DEFAULT_MAX_REFERENCE_UTTERANCES = 20
 F0_HOP_LENGTH = 160  # 10 ms WORLD frames at 16 kHz for the voicing and pitch metrics
@@ -292,6 +294,10 @@ def score_conversions(
             row["source_similarity"] = None if source is None else cosine_similarity(embedding, source)
             if conv.target_speaker != conv.source_speaker and target is not None and source is not None:
                 row["closer_to_target"] = row["target_similarity"] > row["source_similarity"]
+            known = {name: c for name, c in centroids.items() if c is not None}
+            if target is not None and len(known) > 1:
+                nearest = max(known, key=lambda name: cosine_similarity(embedding, known[name]))
+                row["target_identified"] = nearest == conv.target_speaker
             if reference is not None:
                 row["mcd_db"] = mcd_frames(features(reference.path), features(conv.output))
                 row["envelope_shape_db"] = envelope_shape_error_db(shape(reference.path), shape(conv.output))
@@ -370,6 +376,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "target_similarity": mean("target_similarity"),
         "source_similarity": mean("source_similarity"),
         "closer_to_target": mean("closer_to_target"),
+        "target_identified": mean("target_identified"),
         "mcd_db": mean("mcd_db"),
         "mcd_count": sum(r.get("mcd_db") is not None for r in rows),
         "code_agreement": mean("code_agreement"),
@@ -384,28 +391,31 @@ def aggregate(rows: Sequence[dict]) -> dict:
     }
 
 
+SUMMARY_COLUMNS = (  # (aggregate key, heading, width, decimals) of `format_summary`'s table
+    ("target_similarity", "sim tgt", 8, 3), ("source_similarity", "sim src", 8, 3),
+    ("closer_to_target", "closer", 7, 2), ("target_identified", "ident", 6, 2), ("mcd_db", "MCD dB", 7, 2),
+    ("code_agreement", "codes", 6, 3), ("phone_agreement", "phones", 6, 3), ("voiced_retention", "voiced", 6, 3),
+    ("f0_error_cents", "F0 ct", 6, 0), ("flatness_ratio", "flat x", 6, 2), ("envelope_r2", "env R2", 6, 3),
+    ("envelope_shape_db", "shape", 6, 2), ("envelope_tilt_db", "tilt", 6, 2), ("f0_closer_to_target", "F0 cl", 6, 2),
+)
+
+
 def format_summary(result: dict) -> str:
     """A plain-text table of the per-pair and overall figures of a `score_conversions` result.
 
-    Columns: speaker similarity to the target and source, share closer to the target, MCD (dB),
-    code and phone agreement, voiced retention, median F0 error (cents), flatness ratio, envelope
-    dynamics R^2 (reconstructions), envelope shape error and tilt (dB) and share whose F0 is closer to the
+    Columns (`SUMMARY_COLUMNS`): speaker similarity to the target and source, share closer to the
+    target, share identified as the target among the scored speakers, MCD (dB), code and phone
+    agreement, voiced retention, median F0 error (cents), flatness ratio, envelope dynamics R^2
+    (reconstructions), envelope shape error and tilt (dB) and share whose F0 is closer to the
     target's.
     """
-    header = (f"{'pair':<24} {'n':>4} {'sim tgt':>8} {'sim src':>8} {'closer':>7} {'MCD dB':>7} "
-              f"{'codes':>6} {'phones':>6} {'voiced':>6} {'F0 ct':>6} {'flat x':>6} {'env R2':>6} {'shape':>6} "
-              f"{'tilt':>6} {'F0 cl':>6}")
+    header = f"{'pair':<24} {'n':>4} " + " ".join(f"{heading:>{width}}" for _, heading, width, _ in SUMMARY_COLUMNS)
     lines = [header, "-" * len(header)]
     if result.get("real"):
         lines.insert(0, "real recordings of the target speakers (the ceiling)")
     for name, agg in [*result["pairs"].items(), ("overall", result["overall"])]:
-        lines.append(f"{name:<24} {agg['count']:>4} {_fmt(agg['target_similarity'], 8, 3)} "
-                     f"{_fmt(agg['source_similarity'], 8, 3)} {_fmt(agg['closer_to_target'], 7, 2)} "
-                     f"{_fmt(agg['mcd_db'], 7, 2)} {_fmt(agg['code_agreement'], 6, 3)} "
-                     f"{_fmt(agg['phone_agreement'], 6, 3)} {_fmt(agg['voiced_retention'], 6, 3)} "
-                     f"{_fmt(agg['f0_error_cents'], 6, 0)} {_fmt(agg['flatness_ratio'], 6, 2)} "
-                     f"{_fmt(agg['envelope_r2'], 6, 3)} {_fmt(agg['envelope_shape_db'], 6, 2)} "
-                     f"{_fmt(agg['envelope_tilt_db'], 6, 2)} {_fmt(agg['f0_closer_to_target'], 6, 2)}")
+        lines.append(f"{name:<24} {agg['count']:>4} "
+                     + " ".join(_fmt(agg[key], width, digits) for key, _, width, digits in SUMMARY_COLUMNS))
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ The model config is the ``model`` node of ``configs/train.yaml`` (a preset from
     quantizer: {type: ema|vq, num_codes, dim, beta, ...}
     jitter: 0.0             # time-jitter probability of z_q in training
     speaker_adversary: 0.0  # weight of the gradient-reversal speaker classifier on z_e
+    voice_shift: 0.0        # the encoder hears its input voice-shifted by a random factor in 1 +- this (training)
 
 ``decoder.type`` chooses the autoregressive WaveNet (`Decoder`, the paper's) or the
 non-autoregressive `SourceFilterDecoder`. Every other key under
@@ -120,11 +121,13 @@ def build_vqvae(model_cfg: Mapping | DictConfig, num_speakers: int, frozen_units
             f"model.num_codes={model['num_codes']}, model.code_dim={model['code_dim']}"
         )
     encoder = build_encoder(model)
-    return VQVAE(
-        encoder, quantizer, build_decoder(model, num_speakers, hop_length=encoder.hop_length),
+    return _construct(VQVAE, dict(
+        encoder=encoder, quantizer=quantizer,
+        decoder=build_decoder(model, num_speakers, hop_length=encoder.hop_length),
         jitter=float(model.get("jitter", 0.0)), speaker_adversary=float(model.get("speaker_adversary", 0.0)),
-        num_speakers=int(num_speakers), frozen_units=frozen_units,
-    )
+        num_speakers=int(num_speakers), voice_shift=float(model.get("voice_shift", 0.0)),
+        frozen_units=frozen_units,
+    ), "model")
 
 
 def build_prior(prior_cfg: Mapping | DictConfig, num_codes: int, num_speakers: int) -> Prior:

@@ -11,9 +11,11 @@ the quantizer's codebook/commitment terms, plus the optional speaker adversary. 
 embedding indices here; their names are stored in checkpoints (`speechvq.models.loading`).
 
 Speaker-free-units levers (off by default): time-jitter of z_q during training
-(``jitter``), a gradient-reversal speaker classifier on z_e (``speaker_adversary``), and the
-encoder's instance normalisation. ``frozen_units`` keeps encoder and quantizer fixed (eval mode,
-no gradient): the unit vocoder, a decoder trained on the codes of another VQ-VAE.
+(``jitter``), a gradient-reversal speaker classifier on z_e (``speaker_adversary``), the
+encoder's instance normalisation, and a random voice shift of what the encoder hears in
+training (``voice_shift``; the decoder still reconstructs the original). ``frozen_units`` keeps
+encoder and quantizer fixed (eval mode, no gradient): the unit vocoder, a decoder trained on the
+codes of another VQ-VAE.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import nn
 
 from speechvq.audio import SAMPLE_RATE
 from speechvq.errors import SpeechVQError
-from speechvq.modules.speaker_free import SpeakerClassifier, grad_reverse, time_jitter
+from speechvq.modules.speaker_free import SpeakerClassifier, grad_reverse, random_voice_shift, time_jitter
 from speechvq.quantization.vq import VQResult
 
 
@@ -59,11 +61,14 @@ class VQVAE(nn.Module):
         jitter: probability of time-jitter per frame of z_q in training (0: off).
         speaker_adversary: weight of the gradient-reversal speaker classifier on z_e (0: none).
         num_speakers: classes of that classifier.
+        voice_shift: in training the encoder hears the input with pitch and formants scaled by a
+            random factor within 1 +- voice_shift (0: off); the decoder's target is unchanged.
         frozen_units: encoder and quantizer stay in eval mode and receive no gradient.
     """
 
     def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module, jitter: float = 0.0,
-                 speaker_adversary: float = 0.0, num_speakers: int = 1, frozen_units: bool = False) -> None:
+                 speaker_adversary: float = 0.0, num_speakers: int = 1, voice_shift: float = 0.0,
+                 frozen_units: bool = False) -> None:
         super().__init__()
         decoder_hop = getattr(decoder, "hop_length", None)
         if decoder_hop is not None and int(decoder_hop) != int(encoder.hop_length):
@@ -73,6 +78,9 @@ class VQVAE(nn.Module):
         self.quantizer = quantizer
         self.decoder = decoder
         self.jitter = float(jitter)
+        if not 0.0 <= voice_shift < 0.5:
+            raise ValueError(f"voice_shift={voice_shift}: must be in [0, 0.5)")
+        self.voice_shift = float(voice_shift)
         self.speaker_adversary = float(speaker_adversary)
         self.speaker_classifier = (
             SpeakerClassifier(int(quantizer.dim), int(num_speakers)) if self.speaker_adversary > 0 else None
@@ -120,14 +128,19 @@ class VQVAE(nn.Module):
 
         f0 is required by the source-filter decoder and ignored by the autoregressive one
         (teacher-forced). In training mode the quantizer also updates its codebook statistics
-        (EMA, dead-code restarts), unless the units are frozen.
+        (EMA, dead-code restarts), unless the units are frozen. With ``voice_shift`` the encoder
+        hears a voice-shifted copy of `wav` in training; the decoder's target is `wav`.
         """
+        heard = wav
+        if self.training and self.voice_shift > 0:
+            with torch.no_grad():
+                heard = random_voice_shift(wav, self.voice_shift)
         if self.frozen_units:
             with torch.no_grad():
-                z_e = self.encoder(wav)
+                z_e = self.encoder(heard)
                 vq = self.quantizer(z_e)
         else:
-            z_e = self.encoder(wav)
+            z_e = self.encoder(heard)
             vq = self.quantizer(z_e)
         z_q = vq.quantized
         if self.training and self.jitter > 0:
