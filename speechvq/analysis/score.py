@@ -51,8 +51,8 @@ recording than its source, so its frame-by-frame ``voiced_retention`` is only in
 The result is ``{"conversions": [...], "pairs": {"SRC->TGT": {...}}, "overall": {...},
 "real": bool}``; in ``pairs`` and ``overall`` the metrics are means over the rows that have
 them, except ``f0_error_cents`` (the median); ``closer_to_target``, ``target_identified`` and
-``f0_closer_to_target`` are the shares of the rows that have them, ``count`` the rows and ``mcd_count`` the
-rows with a reference recording.
+``f0_closer_to_target`` are the shares of the rows that have them, ``count`` the rows and
+``mcd_count`` the rows with a reference recording.
 """
 
 from __future__ import annotations
