@@ -281,6 +281,7 @@ def score_conversions(
         stats = f0_stats(tracks)
         log_f0_means[speaker] = None if stats is None else stats.mean
 
+    known = {name: c for name, c in centroids.items() if c is not None}  # candidates for target_identified
     rows = []
     for conv in tqdm(conversions, desc="score (real)" if real else "score", unit="utt", disable=not progress):
         row = {"source": str(conv.source), "output": str(conv.output), "source_speaker": conv.source_speaker,
@@ -294,7 +295,6 @@ def score_conversions(
             row["source_similarity"] = None if source is None else cosine_similarity(embedding, source)
             if conv.target_speaker != conv.source_speaker and target is not None and source is not None:
                 row["closer_to_target"] = row["target_similarity"] > row["source_similarity"]
-            known = {name: c for name, c in centroids.items() if c is not None}
             if target is not None and len(known) > 1:
                 nearest = max(known, key=lambda name: cosine_similarity(embedding, known[name]))
                 row["target_identified"] = nearest == conv.target_speaker
